@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv itself.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SAMPLE := sample_media/car-detection.mp4
+
+.PHONY: demo test lint types unit clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(VENV)/bin/vidpipe run $(SAMPLE) --out demo_out
+	@echo "outputs in demo_out/ (report: demo_out/report.json)"
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check pipeline tests scripts
+	$(PY) -m ruff format --check pipeline tests scripts
+
+types: $(VENV)/.dev
+	$(PY) -m mypy pipeline
+
+unit: $(VENV)/.dev
+	$(PY) -m pytest
+
+test: lint types unit
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,217 @@
+"""The `vidpipe` command line: `run`, `probe`, `layouts`.
+
+Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
+failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from .config import PRESETS, AnimationSettings, EncoderSettings, RunOptions, StartMethod
+from .errors import Interrupted, PipelineError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
+def _tasks(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="process a video with the compress and render tasks")
+    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--layout", default="processes", help="where work runs (see `vidpipe layouts`)")
+    p.add_argument(
+        "--tasks",
+        type=_tasks,
+        default=("compress", "render"),
+        help="comma-separated tasks (default: compress,render)",
+    )
+    p.add_argument("--height", type=int, help="compress: resize to this height (keeps aspect)")
+    p.add_argument("--crf", type=int, default=23, help="x264 constant rate factor, 0-51 (23)")
+    p.add_argument(
+        "--preset",
+        default="veryfast",
+        choices=PRESETS,
+        metavar="NAME",
+        help="x264 preset (veryfast)",
+    )
+    p.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="x264 threads per encoder; 0 lets x264 choose (0)",
+    )
+    p.add_argument(
+        "--particles",
+        type=int,
+        default=300,
+        metavar="N",
+        help="render: particles, computed in pure Python (300)",
+    )
+    p.add_argument(
+        "--glow",
+        type=int,
+        default=2,
+        metavar="N",
+        help="render: glow blur passes, run in OpenCV (2)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="render: animation seed (0)")
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=25,
+        metavar="N",
+        help="thumbnail and checkpoint every N frames (25)",
+    )
+    p.add_argument(
+        "--start-method",
+        default="spawn",
+        choices=[m.value for m in StartMethod],
+        help="how worker processes start (spawn)",
+    )
+    p.add_argument(
+        "--opencv-threads",
+        type=int,
+        metavar="N",
+        help="OpenCV threads per process (default: OpenCV's choice)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vidpipe",
+        description="Multiprocessing vs multithreading, measured on a real video pipeline.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    p = sub.add_parser("probe", help="print the input's metadata as JSON")
+    p.add_argument("input", type=Path)
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="skip decoding (no frames_decoded; packets estimate the count)",
+    )
+    p.set_defaults(func=_cmd_probe)
+    p = sub.add_parser("layouts", help="list the layouts and what runs where")
+    p.set_defaults(func=_cmd_layouts)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        out_dir=args.out,
+        layout=args.layout,
+        tasks=args.tasks,
+        height=args.height,
+        encoder=EncoderSettings(crf=args.crf, preset=args.preset, threads=args.encoder_threads),
+        animation=AnimationSettings(particles=args.particles, glow=args.glow, seed=args.seed),
+        save_every=args.save_every,
+        start_method=StartMethod(args.start_method),
+        opencv_threads=args.opencv_threads,
+    )
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .job import run
+    from .reporters import NullReporter, Reporter
+
+    options = _options(args)
+    reporter: Reporter = NullReporter()
+    bars = None
+    if not args.no_progress and sys.stderr.isatty():
+        from .cli_progress import TqdmReporter
+
+        reporter = bars = TqdmReporter(list(options.tasks))
+    try:
+        report = run(args.input, options, reporter)
+    finally:
+        if bars is not None:
+            bars.close()
+    print(
+        f"layout {report.layout}: {report.wall_seconds:.2f} s wall, "
+        f"peak memory {_megabytes(report.peak_rss_bytes_total)} summed over "
+        f"{len(report.processes)} processes"
+    )
+    print(f"{'task':<10} {'frames':>6} {'seconds':>8} {'fps':>7}  {'output':<16} size")
+    for name, t in report.tasks.items():
+        fps = t.frames / t.seconds if t.seconds else 0.0
+        print(
+            f"{name:<10} {t.frames:>6} {t.seconds:>8.2f} {fps:>7.1f}  {t.output:<16} "
+            f"{_megabytes(t.input_bytes)} -> {_megabytes(t.output_bytes)} "
+            f"(ratio {t.compression_ratio:.2f})"
+        )
+        if t.size_fix:
+            print(f"{'':<10} note: {t.size_fix}")
+    print(f"report: {options.out_dir / 'report.json'}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .media.probe import count_decoded_frames, probe
+
+    info = probe(args.input)
+    data = info.to_dict()
+    if not args.fast:
+        data["frames_decoded"] = count_decoded_frames(args.input)
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def _cmd_layouts(args: argparse.Namespace) -> int:
+    from .layouts import LAYOUTS
+
+    width = max(len(name) for name in LAYOUTS)
+    for info in LAYOUTS.values():
+        print(f"{info.name:<{width}}  {info.summary}")
+    return 0
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean shutdown is enough
+    raise Interrupted(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code."""
+    args = _build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code: int = args.func(args)
+        return code
+    except PipelineError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted by SIGINT", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # our stdout closed early (e.g. piped into `head`)
+        return 1

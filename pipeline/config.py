@@ -1,0 +1,102 @@
+"""Run configuration: frozen dataclasses validated once, when they are built.
+
+Strings are parsed only at the edges (the command line); everything below works with these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = [
+    "PRESETS",
+    "AnimationSettings",
+    "EncoderSettings",
+    "RunOptions",
+    "StartMethod",
+]
+
+PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+
+
+class StartMethod(enum.StrEnum):
+    """How worker processes are started (see `multiprocessing` start methods)."""
+
+    SPAWN = "spawn"
+    FORKSERVER = "forkserver"
+    FORK = "fork"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """libx264 settings of an output: constant rate factor, preset and encoder threads.
+
+    `threads` 0 lets x264 choose (usually one per core); 1 pins the encoder to one core so that
+    the layout is the only parallelism.
+    """
+
+    crf: int = 23
+    preset: str = "veryfast"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.crf <= 51, f"--crf must be between 0 and 51, got {self.crf}")
+        _check(self.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
+        _check(self.threads >= 0, f"--encoder-threads must be 0 (auto) or more, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class AnimationSettings:
+    """The render task's animation: particle count (pure-Python cost), glow passes (OpenCV cost)."""
+
+    particles: int = 300
+    glow: int = 2
+    seed: int = 0
+    title: str = "vidpipe"
+
+    def __post_init__(self) -> None:
+        _check(self.particles >= 0, f"--particles must be 0 or more, got {self.particles}")
+        _check(self.glow >= 0, f"--glow must be 0 or more, got {self.glow}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides its input: where outputs go and how the work is laid out."""
+
+    out_dir: Path
+    layout: str = "processes"
+    tasks: tuple[str, ...] = ("compress", "render")
+    height: int | None = None
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
+    save_every: int = 25
+    start_method: StartMethod = StartMethod.SPAWN
+    opencv_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(len(self.tasks) > 0, "--tasks needs at least one task")
+        _check(len(set(self.tasks)) == len(self.tasks), "--tasks names a task twice")
+        _check(self.height is None or self.height > 0, f"--height must be positive: {self.height}")
+        _check(self.save_every > 0, f"--save-every must be positive, got {self.save_every}")
+        _check(
+            self.opencv_threads is None or self.opencv_threads >= 0,
+            f"--opencv-threads must be 0 or more, got {self.opencv_threads}",
+        )

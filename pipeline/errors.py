@@ -1,0 +1,126 @@
+"""Typed errors of the pipeline, and the exit code the command line gives each.
+
+Every error the pipeline raises on purpose is a `PipelineError`, except `Interrupted`, which is a
+`KeyboardInterrupt` so that no `except Exception` swallows it. Errors that are the user's to fix
+(a bad input file, a bad option) exit with 2; failures while processing exit with 1; an
+interruption exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
+
+All errors pickle with their attributes intact, so a worker process can send them to its parent.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "Interrupted",
+    "MediaError",
+    "PipelineError",
+    "RemoteTraceback",
+    "SaveError",
+    "StageError",
+    "WorkerCrashed",
+]
+
+
+def _restore(cls: type[PipelineError], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+    exit_code = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling calls cls(*args), which breaks on keyword-only constructors.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+class InputError(PipelineError):
+    """The input file cannot be used: missing, not a video, no video stream, unreadable."""
+
+    exit_code = 2
+
+
+class ConfigError(PipelineError):
+    """An option or layout is invalid, or an optional engine is not installed."""
+
+    exit_code = 2
+
+
+class MediaError(PipelineError):
+    """ffmpeg failed while decoding or encoding; `stderr_tail` holds its last lines."""
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        detail = f" (ffmpeg: {stderr_tail.strip().splitlines()[-1]})" if stderr_tail.strip() else ""
+        super().__init__(message + detail)
+        self.stderr_tail = stderr_tail
+
+
+class StageError(PipelineError):
+    """A stage raised while processing a frame; the original error is the `__cause__`."""
+
+    def __init__(self, *, task: str, stage: str, index: int, error: str) -> None:
+        super().__init__(f"task '{task}': stage '{stage}' failed on frame {index}: {error}")
+        self.task = task
+        self.stage = stage
+        self.index = index
+
+
+class SaveError(PipelineError):
+    """The background-save thread could not write a thumbnail or checkpoint."""
+
+
+class WorkerCrashed(PipelineError):
+    """A worker process died without reporting a result (killed, or crashed in native code)."""
+
+    def __init__(self, *, task: str, exitcode: int | None) -> None:
+        super().__init__(f"task '{task}': worker process died ({describe_exit(exitcode)})")
+        self.task = task
+        self.exitcode = exitcode
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted by a signal (Ctrl-C or SIGTERM) and is shutting down.
+
+    A `KeyboardInterrupt`, not a `PipelineError`: `except Exception` (in a stage, a save job)
+    must never swallow an interruption, whichever signal caused it.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.signum,))
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an error raised in another process."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Say how a process ended, from a `multiprocessing`/`subprocess` exit code."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

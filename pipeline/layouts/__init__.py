@@ -1,0 +1,76 @@
+"""Layouts, registered by name: where tasks, their frames and their helpers run.
+
+Each layout is one module with `run(plan, reporter) -> RunReport`. Modules are imported only when
+their layout is used, so a layout whose engine is not installed fails with a clear `ConfigError`
+naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import ConfigError
+from ..job import RunPlan
+from ..report import RunReport
+from ..reporters import Reporter
+
+__all__ = ["LAYOUTS", "Layout", "LayoutInfo", "load_layout"]
+
+
+class Layout(Protocol):
+    """What a layout module provides."""
+
+    def run(self, plan: RunPlan, reporter: Reporter) -> RunReport: ...
+
+
+@dataclass(frozen=True)
+class LayoutInfo:
+    """A registered layout: its module, what runs where, and the extra it needs, if any."""
+
+    name: str
+    module: str
+    summary: str
+    extra: str | None = None
+
+
+LAYOUTS: dict[str, LayoutInfo] = {
+    info.name: info
+    for info in (
+        LayoutInfo(
+            "serial",
+            "pipeline.layouts.serial",
+            "one thread does everything: tasks one after the other, progress and saves inline "
+            "(the baseline)",
+        ),
+        LayoutInfo(
+            "threads",
+            "pipeline.layouts.threads",
+            "one process: a thread per task plus one progress and one save thread, all sharing "
+            "memory and the GIL",
+        ),
+        LayoutInfo(
+            "processes",
+            "pipeline.layouts.processes",
+            "a process per task (own memory, own GIL), each with its own progress and save "
+            "threads; the parent gathers progress and results (default)",
+        ),
+    )
+}
+
+
+def load_layout(name: str) -> Layout:
+    """The layout module registered as `name`; `ConfigError` if unknown or not installed."""
+    info = LAYOUTS.get(name)
+    if info is None:
+        raise ConfigError(f"unknown layout '{name}' (available: {', '.join(LAYOUTS)})")
+    try:
+        module = importlib.import_module(info.module)
+    except ImportError as exc:
+        if info.extra is None:
+            raise
+        raise ConfigError(
+            f"layout '{name}' needs the '{info.extra}' extra: pip install 'vidpipe[{info.extra}]'"
+        ) from exc
+    return module

@@ -1,0 +1,51 @@
+"""`processes`: a process per task, each with its own memory, GIL, progress and save threads.
+
+The parent starts one worker per task through `Supervisor`, forwards their progress to its
+reporter and gathers their results. Independent tasks then run truly in parallel; what they
+share (the input path, the options) is pickled to them once, and only small messages come back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import time
+
+from ..config import StartMethod
+from ..environment import configure_process
+from ..helpers import Helpers
+from ..job import RunPlan, build_report
+from ..report import RunReport, TaskResult, self_stats
+from ..reporters import Reporter
+from ..runner import run_task
+from ..supervisor import Supervisor
+from ..tasks import Task
+
+__all__ = ["run", "worker_context"]
+
+
+def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for `method`; forkserver preloads the pipeline once."""
+    context = multiprocessing.get_context(method.value)
+    if method is StartMethod.FORKSERVER:
+        context.set_forkserver_preload(["pipeline.runner"])
+    return context
+
+
+def _task_process(reporter: Reporter, task: Task, plan: RunPlan) -> TaskResult:
+    configure_process(plan.options)
+    with Helpers.threaded(reporter) as helpers:
+        result = run_task(
+            task, plan.media, plan.out_dir, helpers, save_every=plan.options.save_every
+        )
+    own = self_stats(f"task:{task.name}")
+    return dataclasses.replace(result, processes=[own, *result.processes])
+
+
+def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+    started = time.perf_counter()
+    with Supervisor(worker_context(plan.options.start_method), reporter) as supervisor:
+        for task in plan.tasks:
+            supervisor.start(task.name, _task_process, task, plan)
+        results = supervisor.results()
+    return build_report(plan, started, results)

@@ -1,0 +1,60 @@
+"""`threads`: one process, a thread per task, plus one progress thread and one save thread.
+
+All threads share memory and the GIL: pure-Python work takes turns, while OpenCV, numpy and the
+ffmpeg pipes release the GIL and overlap.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from ..helpers import Helpers
+from ..job import RunPlan, build_report
+from ..report import RunReport, TaskResult
+from ..reporters import Reporter
+from ..runner import run_task
+from ..tasks import Task
+
+__all__ = ["run"]
+
+_Outcome = tuple[str, TaskResult | None, BaseException | None]
+
+
+def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+    started = time.perf_counter()
+    outcomes: queue.Queue[_Outcome] = queue.Queue()
+    results: dict[str, TaskResult] = {}
+
+    def work(task: Task, helpers: Helpers) -> None:
+        try:
+            result = run_task(
+                task, plan.media, plan.out_dir, helpers, save_every=plan.options.save_every
+            )
+            outcomes.put((task.name, result, None))
+        except BaseException as exc:  # handed to the main thread, which raises it
+            outcomes.put((task.name, None, exc))
+
+    with Helpers.threaded(reporter) as helpers:
+        threads = [
+            threading.Thread(target=work, args=(task, helpers), name=f"task-{task.name}")
+            for task in plan.tasks
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for _ in threads:
+                name, result, error = outcomes.get()
+                if error is not None:
+                    raise error
+                assert result is not None
+                results[name] = result
+        except BaseException:
+            helpers.cancel()  # first error (or Ctrl-C) stops every other task
+            raise
+        finally:
+            for thread in threads:
+                if thread.ident is not None:  # started
+                    thread.join()
+    return build_report(plan, started, results)

@@ -1,0 +1,175 @@
+"""Running the bundled ffmpeg (from imageio-ffmpeg) as a child process, safely.
+
+Every ffmpeg child has its stderr drained by a thread (an unread pipe would deadlock it), is
+reaped with `wait4` so its CPU time and peak memory are known, and is registered until reaped,
+so that `kill_all()` can end every ffmpeg this process started when a run is cancelled.
+
+By default each child gets its own process group, so a Ctrl-C typed in the terminal reaches our
+code, which shuts ffmpeg down in order, rather than killing ffmpeg behind our back. Worker
+processes that lead a process group of their own call `share_process_group()`, so that the
+supervisor can end a worker and its ffmpeg children in one `killpg`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import functools
+import os
+import re
+import signal
+import subprocess
+import threading
+from typing import IO
+
+import imageio_ffmpeg
+
+from ..report import ProcessStats, rusage_stats
+
+__all__ = [
+    "FFmpegProcess",
+    "ffmpeg_exe",
+    "ffmpeg_version",
+    "kill_all",
+    "run_ffmpeg",
+    "share_process_group",
+]
+
+_F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer (fewer wake-ups per frame)
+_PIPE_BYTES = 1 << 20
+
+_registry_lock = threading.Lock()
+_live: set[FFmpegProcess] = set()
+_own_group = True
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@functools.cache
+def ffmpeg_version() -> str:
+    """ffmpeg's version string, e.g. 'n9.0.2-17-g2a571b6068-20260930'."""
+    out = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True, check=False
+    ).stdout
+    match = re.search(r"ffmpeg version (\S+)", out)
+    return match.group(1) if match else "unknown"
+
+
+def share_process_group() -> None:
+    """Start later ffmpeg children in this process's group instead of a group of their own."""
+    global _own_group
+    _own_group = False
+
+
+def kill_all() -> None:
+    """Kill every ffmpeg child of this process that has not been reaped yet."""
+    with _registry_lock:
+        live = list(_live)
+    for proc in live:
+        proc.kill()
+
+
+def run_ffmpeg(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg to completion with output captured (for short jobs such as probing)."""
+    return subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        process_group=0 if _own_group else None,
+    )
+
+
+def _grow_pipe(stream: IO[bytes] | None) -> None:
+    if stream is None:
+        return
+    # Not Linux, or above /proc/sys/fs/pipe-max-size: the default size works, only slower.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class FFmpegProcess:
+    """An ffmpeg child streaming raw frames through its stdin and/or stdout.
+
+    `wait()` returns the exit code; `stats` then holds the child's CPU time and peak memory.
+    """
+
+    def __init__(self, args: list[str], *, role: str, stdin: bool, stdout: bool) -> None:
+        self.role = role
+        self._lock = threading.Lock()
+        self._reaped = False
+        self._tail: collections.deque[str] = collections.deque(maxlen=30)
+        self.stats: ProcessStats | None = None
+        self.returncode: int | None = None
+        self.killed = False
+        self._proc = subprocess.Popen(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *args],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            process_group=0 if _own_group else None,
+        )
+        self.pid = self._proc.pid
+        with _registry_lock:
+            _live.add(self)
+        _grow_pipe(self._proc.stdin)
+        _grow_pipe(self._proc.stdout)
+        self._drain = threading.Thread(
+            target=self._drain_stderr, name=f"stderr-{role}", daemon=True
+        )
+        self._drain.start()
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self._proc.stdin is not None
+        return self._proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self._proc.stdout is not None
+        return self._proc.stdout
+
+    def _drain_stderr(self) -> None:
+        stream = self._proc.stderr
+        assert stream is not None
+        for line in stream:
+            self._tail.append(line.decode(errors="replace").rstrip())
+
+    def stderr_tail(self) -> str:
+        """The last lines ffmpeg wrote to stderr (complete once `wait()` has returned)."""
+        return "\n".join(self._tail)
+
+    def kill(self) -> None:
+        """Kill the process if it has not been reaped (safe from any thread, and repeatable)."""
+        with self._lock:
+            if not self._reaped:
+                self.killed = True
+                # Not Popen.kill(): it polls first and may reap the process, racing wait().
+                os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        """Wait for exit, reap, record stats; close our pipe ends. Returns the exit code."""
+        if self._reaped:
+            assert self.returncode is not None
+            return self.returncode
+        # Wait without reaping first, so that kill() never signals a reaped (reusable) pid.
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        with self._lock:
+            _, status, usage = os.wait4(self.pid, 0)
+            self._reaped = True
+        self.returncode = self._proc.returncode = os.waitstatus_to_exitcode(status)
+        self.stats = rusage_stats(self.pid, self.role, usage)
+        self._drain.join()
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(BrokenPipeError):  # unflushed bytes, process gone
+                    stream.close()
+        with _registry_lock:
+            _live.discard(self)
+        return self.returncode

@@ -1,0 +1,214 @@
+"""Probing an input with the bundled ffmpeg (there is no ffprobe in imageio-ffmpeg).
+
+One stream-copy pass (`-c copy -f framecrc`) reads every video packet without decoding: its
+timestamps give the exact frame rate (29.83 fps is really 179/6) and a frame estimate, while
+ffmpeg's stderr header gives codec, pixel format, size, rotation and audio. Frame counts that
+matter are counted as frames are decoded (`count_decoded_frames`), because headers lie.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..stages.base import PixelFormat, StreamSpec
+from .ffmpeg import run_ffmpeg
+
+__all__ = ["MediaInfo", "count_decoded_frames", "probe"]
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the pipeline needs to know about an input; sizes are as decoded (rotation applied)."""
+
+    path: str
+    size_bytes: int
+    container: str
+    duration_seconds: float | None
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    rotation: int
+    fps: Fraction
+    packets: int
+    audio_codec: str | None
+
+    def spec(self, pix_fmt: PixelFormat = PixelFormat.BGR24) -> StreamSpec:
+        """The stream of decoded frames in `pix_fmt`."""
+        return StreamSpec(self.width, self.height, self.fps, pix_fmt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "container": self.container,
+            "duration_seconds": self.duration_seconds,
+            "video": {
+                "codec": self.codec,
+                "pix_fmt": self.pix_fmt,
+                "width": self.width,
+                "height": self.height,
+                "rotation": self.rotation,
+                "fps": f"{self.fps.numerator}/{self.fps.denominator}",
+                "fps_float": round(float(self.fps), 4),
+                "packets": self.packets,
+            },
+            "audio": {"codec": self.audio_codec} if self.audio_codec else None,
+        }
+
+
+def _check_path(path: Path) -> int:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video file")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if size == 0:
+        raise InputError(f"{path}: is empty")
+    return size
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split ffmpeg's stream description on commas that are not inside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _rate_from_text(text: str) -> Fraction | None:
+    """A rate printed by ffmpeg ('29.97', '25', '12.50'); NTSC-style ones become n*1000/1001."""
+    try:
+        value = Fraction(text)
+    except ValueError:
+        return None
+    if value <= 0:
+        return None
+    ntsc = Fraction(round(value * Fraction(1001, 1000)) * 1000, 1001)
+    return ntsc if abs(float(ntsc - value)) < 0.006 else value.limit_denominator(1000)
+
+
+def _rate_from_packets(crc: str) -> tuple[Fraction | None, int]:
+    """Frame rate and packet count from framecrc output of a stream copy."""
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", crc, re.MULTILINE)
+    durations = [
+        int(fields[3])
+        for line in crc.splitlines()
+        if line and not line.startswith("#") and len(fields := line.split(",")) >= 5
+    ]
+    if tb is None or not durations:
+        return None, len(durations)
+    num, den = int(tb.group(1)), int(tb.group(2))
+    nonzero = [d for d in durations if d > 0]
+    if not nonzero:
+        return None, len(durations)
+    if len(set(nonzero)) == 1:  # constant frame rate: exact
+        return Fraction(den, num * nonzero[0]), len(durations)
+    # variable frame rate: the average keeps the total duration
+    average = Fraction(len(nonzero) * den, sum(nonzero) * num)
+    return average.limit_denominator(100_000), len(durations)
+
+
+def _input_problem(path: Path, stderr: str) -> InputError:
+    if "matches no streams" in stderr:
+        return InputError(f"{path}: has no video stream")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    reason = lines[-1] if lines else "ffmpeg could not read it"
+    reason = reason.replace(f"{path}: ", "")
+    return InputError(f"{path}: not a readable video ({reason})")
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Describe `path`'s first video stream and its audio, or raise `InputError` saying why not."""
+    path = Path(path)
+    size = _check_path(path)
+    try:
+        done = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"])
+    except subprocess.TimeoutExpired as exc:
+        raise InputError(f"{path}: probing did not finish in {exc.timeout:.0f} s") from exc
+    stderr = done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        raise _input_problem(path, stderr)
+    video = re.search(r"Stream #0:\d+.*?: Video: (.*)", stderr)
+    if video is None:
+        raise InputError(f"{path}: has no video stream")
+    parts = _split_top_level(video.group(1))
+    codec = parts[0].split()[0]
+    pix_fmt = next((m.group(0) for p in parts[1:2] if (m := re.match(r"[a-z0-9_]+", p))), "?")
+    size_match = next((m for p in parts if (m := re.match(r"(\d+)x(\d+)", p))), None)
+    if size_match is None:
+        raise InputError(f"{path}: video stream has no frame size")
+    width, height = int(size_match.group(1)), int(size_match.group(2))
+    rotation_match = re.search(r"rotation of (-?[\d.]+) degrees", stderr)
+    rotation = round(float(rotation_match.group(1))) if rotation_match else 0
+    if rotation % 180 != 0:  # ffmpeg auto-rotates while decoding: frames come out turned
+        width, height = height, width
+    fps, packets = _rate_from_packets(done.stdout.decode(errors="replace"))
+    if fps is None:
+        text_rate = next(
+            (p.split()[0] for p in parts if p.endswith(" fps") or p.endswith(" tbr")), ""
+        )
+        fps = _rate_from_text(text_rate)
+    if fps is None:
+        raise InputError(f"{path}: cannot tell the video's frame rate")
+    audio = re.search(r"Stream #0:\d+.*?: Audio: (\w+)", stderr)
+    container = re.search(r"Input #0, (.+?), from", stderr)
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", stderr)
+    return MediaInfo(
+        path=str(path),
+        size_bytes=size,
+        container=container.group(1) if container else "?",
+        duration_seconds=(
+            int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
+            if duration
+            else None
+        ),
+        codec=codec,
+        pix_fmt=pix_fmt,
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=fps,
+        packets=packets,
+        audio_codec=audio.group(1) if audio else None,
+    )
+
+
+def count_decoded_frames(path: Path | str) -> int:
+    """Decode the first video stream fully and count its frames (what every layout will see)."""
+    done = run_ffmpeg(
+        [
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framecrc",
+            "-",
+        ]
+    )
+    if done.returncode != 0:
+        raise _input_problem(Path(path), done.stderr.decode(errors="replace"))
+    return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(b"#"))

@@ -1,0 +1,117 @@
+"""Encoding: raw frames into an H.264 MP4 with libx264, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from ..config import EncoderSettings
+from ..errors import MediaError, describe_exit
+from ..report import ProcessStats
+from ..stages.base import StreamSpec
+from .ffmpeg import FFmpegProcess
+
+__all__ = ["Encoder", "partial_path"]
+
+# Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
+_MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete."""
+    return path.with_name(path.name + ".part")
+
+
+class Encoder:
+    """Encode frames of `spec` to `path`, optionally muxing the first audio stream of `audio_from`.
+
+    ffmpeg writes to `<path>.part`; `finish()` renames it to `path` once ffmpeg has exited
+    cleanly, so `path` only ever holds a complete file. `abort()` (also on leaving the `with`
+    block after an error) kills ffmpeg and removes the partial file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        spec: StreamSpec,
+        settings: EncoderSettings,
+        *,
+        audio_from: Path | None = None,
+        audio_codec: str | None = None,
+        label: str = "",
+    ) -> None:
+        self.path = path
+        self.partial = partial_path(path)
+        self.spec = spec
+        self.settings = settings
+        self.audio_from = audio_from if audio_codec else None
+        self.audio_codec = audio_codec
+        self._proc: FFmpegProcess | None = None
+        self._done = False
+        self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
+
+    def __enter__(self) -> Encoder:
+        spec, s = self.spec, self.settings
+        args = ["-y", "-f", "rawvideo", "-pix_fmt", spec.pix_fmt.value]
+        args += ["-s", f"{spec.width}x{spec.height}"]
+        args += ["-framerate", f"{spec.fps.numerator}/{spec.fps.denominator}", "-i", "-"]
+        if self.audio_from is not None:
+            audio = "copy" if self.audio_codec in _MP4_AUDIO else "aac"
+            args += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", audio]
+        args += ["-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)]
+        args += ["-threads", str(s.threads), "-pix_fmt", "yuv420p"]
+        args += ["-movflags", "+faststart", "-f", "mp4", str(self.partial)]
+        self._proc = FFmpegProcess(args, role=self._role, stdin=True, stdout=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+    def write(self, frame: np.ndarray) -> None:
+        """Hand one frame to the encoder; raises `MediaError` if ffmpeg has died."""
+        assert self._proc is not None
+        view = np.ascontiguousarray(frame).data.cast("B")
+        stream = self._proc.stdin
+        try:
+            while view:
+                written = stream.write(view)
+                view = view[written or 0 :]
+        except BrokenPipeError:
+            self._proc.wait()
+            raise MediaError(
+                f"{self.path.name}: encoder stopped ({self._exit()})",
+                stderr_tail=self._proc.stderr_tail(),
+            ) from None
+
+    def finish(self) -> None:
+        """Close the stream, wait for ffmpeg, and move the complete file into place."""
+        assert self._proc is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
+        if self._proc.wait() != 0:
+            raise MediaError(
+                f"{self.path.name}: encoding failed ({self._exit()})",
+                stderr_tail=self._proc.stderr_tail(),
+            )
+        self.partial.replace(self.path)
+        self._done = True
+
+    def abort(self) -> None:
+        """Kill ffmpeg and remove the partial file; nothing is left at `path`."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self.partial.unlink(missing_ok=True)
+        self._done = True
+
+    def _exit(self) -> str:
+        assert self._proc is not None
+        return describe_exit(self._proc.returncode)
+
+    @property
+    def stats(self) -> ProcessStats | None:
+        """CPU time and peak memory of the encoder, once it has finished."""
+        return self._proc.stats if self._proc else None

@@ -1,0 +1,102 @@
+"""Decoding: raw frames of the input's first video stream, read from ffmpeg."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MediaError
+from ..report import ProcessStats
+from ..stages.base import StreamSpec
+from .ffmpeg import FFmpegProcess
+
+__all__ = ["Decoder"]
+
+
+class Decoder:
+    """Frames of `path` as numpy arrays of `spec`, in decode order, one per decoded frame.
+
+    `label` (the task's name) names the ffmpeg process in reports.
+    Frames are read straight into a ring of `ring` preallocated buffers: a yielded frame stays
+    valid until `ring - 1` further frames have been read; copy it to keep it longer. Stages may
+    modify it in place. `close()` must be called (the runner does it in `finally`): it stops
+    ffmpeg if frames remain unread and raises `MediaError` if ffmpeg failed.
+    """
+
+    def __init__(
+        self, path: Path | str, spec: StreamSpec, *, ring: int = 3, label: str = ""
+    ) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self._ring = [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
+        self._proc: FFmpegProcess | None = None
+        self.frames = 0
+        self._eof = False
+        self._role = f"ffmpeg-decode:{label}" if label else "ffmpeg-decode"
+
+    def __enter__(self) -> Decoder:
+        self._proc = FFmpegProcess(
+            [
+                "-i",
+                str(self.path),
+                "-map",
+                "0:v:0",
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                self.spec.pix_fmt.value,
+                "-",
+            ],
+            role=self._role,
+            stdin=False,
+            stdout=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(check=exc[0] is None)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._proc is None:
+            raise RuntimeError("Decoder used outside its 'with' block")
+        stream = self._proc.stdout
+        while True:
+            buffer = self._ring[self.frames % len(self._ring)]
+            view = buffer.reshape(-1).data
+            filled = 0
+            while filled < len(view):
+                n = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+                if not n:
+                    break
+                filled += n
+            if filled < len(view):
+                self._eof = True
+                if filled and not self._proc.killed:
+                    raise MediaError(f"{self.path}: decoding ended inside a frame")
+                return
+            self.frames += 1
+            yield buffer
+
+    def close(self, *, check: bool = True) -> None:
+        """Stop ffmpeg if it is still running; with `check`, raise if it failed.
+
+        A decoder closed before the end of the stream is killed and its exit status ignored:
+        we stopped reading on purpose.
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        if not self._eof:
+            proc.kill()
+        proc.wait()
+        if check and self._eof and proc.returncode != 0 and not proc.killed:
+            raise MediaError(f"{self.path}: decoding failed", stderr_tail=proc.stderr_tail())
+
+    @property
+    def stats(self) -> ProcessStats | None:
+        """CPU time and peak memory of the decoder, once it has been closed."""
+        return self._proc.stats if self._proc else None

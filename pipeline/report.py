@@ -1,0 +1,118 @@
+"""The run report: numbers in dataclasses, turned into JSON only at the edge.
+
+`RunReport.to_dict()` gives the layout of `DIR/report.json`:
+
+    {"layout": ..., "wall_seconds": ..., "input": {...probe...},
+     "tasks": {"compress": {"frames": ..., "seconds": ..., "output": ..., "frame_digest": ...,
+                            "pid": ..., "threads": [...], ...}, ...},
+     "processes": [{"pid": ..., "role": ..., "cpu_seconds": ..., "peak_rss_bytes": ...}, ...],
+     "environment": {...}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .saves import atomic_write_bytes
+
+__all__ = ["ProcessStats", "RunReport", "TaskResult", "self_stats"]
+
+
+@dataclass(frozen=True)
+class ProcessStats:
+    """CPU time and peak resident memory of one process of the run, measured by the kernel."""
+
+    pid: int
+    role: str
+    cpu_seconds: float
+    peak_rss_bytes: int
+
+
+def rusage_stats(pid: int, role: str, usage: resource.struct_rusage) -> ProcessStats:
+    """ProcessStats from a `getrusage`/`wait4` record (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return ProcessStats(
+        pid=pid,
+        role=role,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_bytes=usage.ru_maxrss * scale,
+    )
+
+
+def self_stats(role: str) -> ProcessStats:
+    """This process's own CPU time and peak RSS so far (children not included)."""
+    return rusage_stats(os.getpid(), role, resource.getrusage(resource.RUSAGE_SELF))
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What one task produced and how long it took."""
+
+    name: str
+    frames: int
+    seconds: float
+    output: str
+    frame_digest: str
+    pid: int
+    threads: list[str]
+    stages: list[str]
+    decode_format: str
+    width: int
+    height: int
+    fps: str
+    input_bytes: int
+    output_bytes: int
+    size_fix: str | None
+    audio: str | None
+    thumbnails: int
+    processes: list[ProcessStats] = field(default_factory=list)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Input size divided by output size (above 1 means the output is smaller)."""
+        return self.input_bytes / self.output_bytes if self.output_bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        del data["name"], data["processes"]
+        data["compression_ratio"] = round(self.compression_ratio, 4)
+        return data
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything measured in one run."""
+
+    layout: str
+    wall_seconds: float
+    input: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    processes: list[ProcessStats]
+    environment: dict[str, Any]
+
+    @property
+    def peak_rss_bytes_total(self) -> int:
+        """Peak resident memory summed over every process of the run (an upper bound)."""
+        return sum(p.peak_rss_bytes for p in self.processes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "wall_seconds": self.wall_seconds,
+            "input": self.input,
+            "tasks": {name: result.to_dict() for name, result in self.tasks.items()},
+            "processes": [dataclasses.asdict(p) for p in self.processes],
+            "peak_rss_bytes_total": self.peak_rss_bytes_total,
+            "environment": self.environment,
+        }
+
+    def write(self, path: Path) -> None:
+        """Write the report as JSON, atomically."""
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())

@@ -1,0 +1,208 @@
+"""The one worker loop: decode -> stages -> digest -> encode, with progress and saves.
+
+Every layout runs tasks through `run_task`; layouts differ only in where they call it (the main
+thread, a thread per task, a process per task) and which helpers they hand it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import Interrupted, MediaError, StageError
+from .helpers import Helpers
+from .media.probe import MediaInfo
+from .media.sink import Encoder
+from .media.source import Decoder
+from .report import TaskResult
+from .saves import save_thumbnail, thumbnail_path, write_checkpoint
+from .stages.base import Stage, StreamSpec
+from .tasks import Task
+
+__all__ = ["FrameDigest", "StageChain", "checkpoint_path", "run_task"]
+
+
+class FrameDigest:
+    """sha256 over the sha256 digests of every frame, in frame order.
+
+    Per-frame digests make the result computable by any layout, including ones that process
+    frames or segments out of order: they only need to combine the per-frame digests in order.
+    """
+
+    def __init__(self) -> None:
+        self._outer = hashlib.sha256()
+
+    def update(self, frame: np.ndarray) -> None:
+        self._outer.update(hashlib.sha256(np.ascontiguousarray(frame).data).digest())
+
+    def hexdigest(self) -> str:
+        return self._outer.hexdigest()
+
+
+class StageChain:
+    """A task's stages, set up for frames of `spec` and applied in order.
+
+    Errors raised by a stage become `StageError`s naming the task, the stage and the frame.
+    """
+
+    def __init__(self, task: str, stages: tuple[Stage, ...], spec: StreamSpec) -> None:
+        self.task = task
+        self.stages = stages
+        self.spec = spec
+        self._ready: list[Stage] = []
+
+    def __enter__(self) -> StageChain:
+        spec = self.spec
+        for stage in self.stages:
+            try:
+                stage.setup(spec)
+            except Exception as exc:
+                raise StageError(
+                    task=self.task, stage=stage.name, index=-1, error=f"setup failed: {exc!r}"
+                ) from exc
+            self._ready.append(stage)
+            spec = stage.output_spec(spec)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stage in reversed(self._ready):
+            stage.teardown()
+        self._ready.clear()
+
+    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
+        for stage in self.stages:
+            try:
+                frame = stage.process(frame, index)
+            except Exception as exc:
+                raise StageError(
+                    task=self.task,
+                    stage=stage.name,
+                    index=index,
+                    error=f"{type(exc).__name__}: {exc}",
+                ) from exc
+        return frame
+
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+        """Processed frames with their indices, in order."""
+        for index, frame in enumerate(frames):
+            yield index, self.apply(frame, index)
+
+
+def checkpoint_path(out_dir: Path, task: str) -> Path:
+    """Where the save thread keeps `task`'s checkpoint."""
+    return out_dir / f"{task}.checkpoint.json"
+
+
+def _checkpoint(task: Task, frames: int, thumbnails: list[str], complete: bool) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "frames_done": frames,
+        "complete": complete,
+        "output": task.output if complete else None,
+        "thumbnails": list(thumbnails),
+        "updated_unix": time.time(),
+    }
+
+
+def run_task(
+    task: Task, media: MediaInfo, out_dir: Path, helpers: Helpers, *, save_every: int
+) -> TaskResult:
+    """Run `task` on `media` in the calling thread and return what it produced.
+
+    Raises `StageError`, `MediaError`, `SaveError` or `Interrupted` (when `helpers` is
+    cancelled); whatever happens, the decoder and encoder are stopped, the stages torn down, and
+    nothing is left at the output path unless it is complete.
+    """
+    started = time.perf_counter()
+    in_spec = task.input_spec(media)
+    out_spec = task.output_spec(media)
+    output = out_dir / task.output
+    thumbs: list[str] = []
+    digest = FrameDigest()
+    frames = 0
+    threads: set[str] = set()  # threads seen in this process while the task ran
+    helpers.progress.started(task.name, media.packets)
+    try:
+        with (
+            Decoder(media.path, in_spec, label=task.name) as decoder,
+            StageChain(task.name, task.stages, in_spec) as chain,
+            Encoder(
+                output,
+                out_spec,
+                task.encoder,
+                audio_from=Path(media.path) if task.keep_audio else None,
+                audio_codec=media.audio_codec,
+                label=task.name,
+            ) as encoder,
+        ):
+            for index, frame in chain.map(iter(decoder)):
+                if helpers.cancelled.is_set():
+                    raise Interrupted()
+                digest.update(frame)
+                encoder.write(frame)
+                frames = index + 1
+                helpers.progress.update(task.name, frames)
+                if index == 0:
+                    threads.update(t.name for t in threading.enumerate())
+                if index % save_every == 0:
+                    thumb = thumbnail_path(out_dir, task.name, index)
+                    thumbs.append(str(thumb.relative_to(out_dir)))
+                    helpers.saver.submit(
+                        partial(save_thumbnail, thumb, frame.copy(), out_spec.pix_fmt)
+                    )
+                    helpers.saver.submit(
+                        partial(
+                            write_checkpoint,
+                            checkpoint_path(out_dir, task.name),
+                            _checkpoint(task, frames, thumbs, complete=False),
+                        )
+                    )
+            decoder.close()
+            if helpers.cancelled.is_set():
+                raise Interrupted()
+            if frames == 0:
+                raise MediaError(f"{media.path}: no frame could be decoded")
+            helpers.saver.flush()  # a run whose saves failed does not promote its output
+            encoder.finish()
+    except (MediaError, BrokenPipeError) as exc:
+        if helpers.cancelled.is_set():
+            raise Interrupted() from exc  # ffmpeg was killed to stop us: not its failure
+        raise
+    helpers.saver.submit(
+        partial(
+            write_checkpoint,
+            checkpoint_path(out_dir, task.name),
+            _checkpoint(task, frames, thumbs, complete=True),
+        )
+    )
+    processes = [s for s in (decoder.stats, encoder.stats) if s is not None]
+    result = TaskResult(
+        name=task.name,
+        frames=frames,
+        seconds=time.perf_counter() - started,
+        output=task.output,
+        frame_digest=digest.hexdigest(),
+        pid=os.getpid(),
+        threads=sorted(threads.union(t.name for t in threading.enumerate())),
+        stages=[stage.describe() for stage in task.stages],
+        decode_format=in_spec.pix_fmt.value,
+        width=out_spec.width,
+        height=out_spec.height,
+        fps=f"{out_spec.fps.numerator}/{out_spec.fps.denominator}",
+        input_bytes=media.size_bytes,
+        output_bytes=output.stat().st_size,
+        size_fix=task.size_fix,
+        audio=media.audio_codec if task.keep_audio else None,
+        thumbnails=len(thumbs),
+        processes=processes,
+    )
+    helpers.progress.finished(task.name, result)
+    return result

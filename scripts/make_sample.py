@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Synthesise a test clip of any size and length with ffmpeg's test sources.
+
+    python scripts/make_sample.py OUT.mp4 [--size 320x240] [--frames 50] [--fps 25]
+        [--audio] [--codec libx264] [--pix-fmt yuv420p]
+
+The picture is ffmpeg's `testsrc2` (moving colour bars and a frame counter), the audio a sine
+tone. The container follows OUT's extension (.mp4, .mkv, .webm, .avi, .mov, .ts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+
+
+def make_sample(
+    out: Path,
+    *,
+    size: str = "320x240",
+    frames: int = 50,
+    fps: str = "25",
+    audio: bool = False,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error."""
+    args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    width, height = size.split("x")
+    # testsrc2 rounds odd sizes to even; the scale filter then gives exactly the size asked for.
+    source = f"testsrc2=size={size}:rate={fps},scale={width}:{height}"
+    args += ["-y", "-f", "lavfi", "-i", source]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    args += ["-frames:v", str(frames), "-c:v", codec, "-pix_fmt", pix_fmt]
+    if codec == "libx264":
+        args += ["-preset", "ultrafast"]
+    if audio:
+        args += ["-c:a", "aac", "-shortest"]
+    args.append(str(out))
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not make {out}: {done.stderr.strip()}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT (320x240)")
+    parser.add_argument("--frames", type=int, default=50, help="number of frames (50)")
+    parser.add_argument("--fps", default="25", help="frame rate, e.g. 25, 30000/1001 (25)")
+    parser.add_argument("--audio", action="store_true", help="add a sine-tone audio track")
+    parser.add_argument("--codec", default="libx264", help="video encoder (libx264)")
+    parser.add_argument("--pix-fmt", default="yuv420p", help="pixel format (yuv420p)")
+    args = parser.parse_args()
+    try:
+        make_sample(
+            args.out,
+            size=args.size,
+            frames=args.frames,
+            fps=args.fps,
+            audio=args.audio,
+            codec=args.codec,
+            pix_fmt=args.pix_fmt,
+        )
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Shared fixtures: synthetic clips, the shipped sample, a CLI runner, and leak checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_media" / "car-detection.mp4"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_sample import make_sample  # noqa: E402
+
+# Processes the standard library keeps for the life of the interpreter, not of a run.
+_INTERPRETER_HELPERS = ("resource_tracker", "forkserver")
+
+MakeClip = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_clip(tmp_path_factory: pytest.TempPathFactory) -> MakeClip:
+    """Factory for synthetic clips, cached per set of arguments for the whole session."""
+    cache: dict[tuple[object, ...], Path] = {}
+    folder = tmp_path_factory.mktemp("clips")
+
+    def make(name: str = "clip.mp4", **kwargs: object) -> Path:
+        key = (name, *sorted(kwargs.items()))
+        if key not in cache:
+            out = folder / f"{len(cache)}-{name}"
+            cache[key] = make_sample(out, **kwargs)  # type: ignore[arg-type]
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture
+def tiny_clip(make_clip: MakeClip) -> Path:
+    """160x120, 12 frames at 25 fps, with audio."""
+    return make_clip("tiny.mp4", size="160x120", frames=12, audio=True)
+
+
+def _children() -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if not any(helper in cmdline for helper in _INTERPRETER_HELPERS):
+            out.append(child)
+    return out
+
+
+def wait_for_no_children(timeout: float = 5.0) -> list[psutil.Process]:
+    """Children of the test process still alive after `timeout` seconds (should be none)."""
+    deadline = time.monotonic() + timeout
+    while (left := _children()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_the_test() -> Iterator[None]:
+    """Every test: no process started by the test process may outlive it."""
+    yield
+    left = wait_for_no_children()
+    assert not left, f"processes outlived the test: {[p.cmdline() for p in left]}"
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment carries `VIDPIPE_TEST_TAG=tag` (a CLI run's tree)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("VIDPIPE_TEST_TAG") == tag:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def assert_tree_gone(tag: str, timeout: float = 5.0) -> None:
+    """Fail unless every process of the tagged run has exited within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := tagged_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes outlived the run: {[p.cmdline() for p in left]}"
+
+
+class Cli:
+    """Runs `python -m pipeline` in a subprocess whose whole tree carries a unique tag."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "VIDPIPE_TEST_TAG": self.tag, "PYTHONUNBUFFERED": "1"}
+
+    def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd=ROOT,
+        )
+        assert_tree_gone(self.tag)
+        return done
+
+    def start(self, *args: str | Path) -> subprocess.Popen[str]:
+        """Start in a new session, as a terminal job would be (for signal tests)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()

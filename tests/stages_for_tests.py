@@ -1,0 +1,47 @@
+"""Stages that misbehave on purpose; importable by worker processes under every start method."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+
+from pipeline.stages import Stage
+
+
+class FailAt(Stage):
+    """Raises ValueError on frame `at`."""
+
+    name = "fail-at"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if index == self.at:
+            raise ValueError(f"bad frame {index}")
+        return frame
+
+
+class DieAt(Stage):
+    """Kills its own process with SIGKILL on frame `at` (a worker dying mid-run)."""
+
+    name = "die-at"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if index == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return frame
+
+
+class Invert(Stage):
+    """Inverts BGR frames (an ordinary user stage)."""
+
+    name = "invert"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return np.bitwise_not(frame)

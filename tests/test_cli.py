@@ -1,0 +1,138 @@
+"""The command line: one-line errors with the right exit codes, probe, layouts, a full run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+from pipeline.layouts import LAYOUTS
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _bad_inputs(tmp: Path, good: Path) -> dict[str, Path]:
+    (tmp / "a-directory").mkdir()
+    (tmp / "empty.mp4").touch()
+    (tmp / "text.mp4").write_text("this is not a video\n" * 20)
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(tmp / "audio-only.mp4"))
+    # An mp4 whose index (moov) is at the end, cut in half: the index is lost.
+    _ffmpeg("-i", str(good), "-c", "copy", "-movflags", "-faststart", str(tmp / "full.mp4"))
+    data = (tmp / "full.mp4").read_bytes()
+    (tmp / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    return {
+        "missing": tmp / "missing.mp4",
+        "directory": tmp / "a-directory",
+        "empty": tmp / "empty.mp4",
+        "text": tmp / "text.mp4",
+        "audio-only": tmp / "audio-only.mp4",
+        "truncated": tmp / "truncated.mp4",
+    }
+
+
+BAD_INPUT_WORDS = {
+    "missing": "no such file",
+    "directory": "is a directory",
+    "empty": "is empty",
+    "text": "not a readable video",
+    "audio-only": "no video stream",
+    "truncated": "not a readable video",
+}
+
+
+def _assert_usage_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT_WORDS))
+def test_bad_input_is_one_error_line_and_exit_2(case, cli, tmp_path, tiny_clip) -> None:
+    path = _bad_inputs(tmp_path, tiny_clip)[case]
+    out = tmp_path / "out"
+    done = cli.run("run", path, "--out", out)
+    _assert_usage_error(done, BAD_INPUT_WORDS[case], str(path))
+    assert not out.exists(), "nothing is written for an input that cannot be used"
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--layout", "nonsense"], ["unknown layout 'nonsense'"]),
+        (["--height", "-5"], ["--height"]),
+        (["--height", "abc"], ["--height"]),
+        (["--crf", "99"], ["--crf"]),
+        (["--preset", "ludicrous"], ["--preset"]),
+        (["--save-every", "0"], ["--save-every"]),
+        (["--encoder-threads", "-1"], ["--encoder-threads"]),
+        (["--particles", "-1"], ["--particles"]),
+        (["--tasks", "compress,bogus"], ["unknown task 'bogus'"]),
+        (["--start-method", "teleport"], ["--start-method"]),
+    ],
+)
+def test_bad_option_is_one_error_line_and_exit_2(option, words, cli, tmp_path, tiny_clip) -> None:
+    done = cli.run("run", tiny_clip, "--out", tmp_path / "out", *option)
+    _assert_usage_error(done, *words)
+
+
+def test_missing_arguments_are_usage_errors(cli) -> None:
+    _assert_usage_error(cli.run("run"), "required")
+    _assert_usage_error(cli.run("frobnicate"), "invalid choice")
+
+
+def test_probe_prints_metadata_as_decoded(cli, tiny_clip) -> None:
+    done = cli.run("probe", tiny_clip)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["frames_decoded"] == 12
+    assert info["video"]["width"] == 160 and info["video"]["height"] == 120
+    assert info["video"]["fps"] == "25/1"
+    assert info["audio"] == {"codec": "aac"}
+    fast = json.loads(cli.run("probe", tiny_clip, "--fast").stdout)
+    assert "frames_decoded" not in fast and fast["video"]["packets"] == 12
+
+
+def test_probe_of_bad_input_is_a_usage_error(cli, tmp_path) -> None:
+    _assert_usage_error(cli.run("probe", tmp_path / "nope.mp4"), "no such file")
+
+
+def test_layouts_lists_every_layout(cli) -> None:
+    done = cli.run("layouts")
+    assert done.returncode == 0
+    names = [line.split()[0] for line in done.stdout.splitlines()]
+    assert names == list(LAYOUTS)
+
+
+def test_run_writes_outputs_and_report(cli, tmp_path, tiny_clip) -> None:
+    out = tmp_path / "out"
+    done = cli.run("run", tiny_clip, "--out", out, "--height", "60", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout and "compress" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["layout"] == "processes"
+    compress = report["tasks"]["compress"]
+    assert (compress["width"], compress["height"]) == (80, 60)
+    assert compress["stages"] == ["resize(height=60)"]
+    assert compress["input_bytes"] == tiny_clip.stat().st_size
+    assert compress["output_bytes"] == (out / "compressed.mp4").stat().st_size
+    assert done.stderr == "", "no progress bars when stderr is not a terminal"
+
+
+def test_save_thread_failure_fails_the_run(cli, tmp_path, tiny_clip) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thumbnails").write_text("a file where the thumbnails folder should be")
+    done = cli.run("run", tiny_clip, "--out", out, "--layout", "threads")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: background save failed")
+    assert not (out / "compressed.mp4").exists() and not list(out.glob("*.part"))

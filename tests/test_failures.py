@@ -1,0 +1,136 @@
+"""Failures and interruptions: typed errors naming their cause, nothing partial, nothing left."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from stages_for_tests import DieAt, FailAt
+
+from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
+from pipeline.errors import RemoteTraceback
+from pipeline.job import execute, plan
+from pipeline.tasks import Task
+
+LAYOUTS = ["serial", "threads", "processes"]
+
+
+def _plan_with(clip: Path, out: Path, layout: str, *tasks: Task):  # type: ignore[no-untyped-def]
+    base = plan(clip, RunOptions(out_dir=out, layout=layout))
+    return dataclasses.replace(base, tasks=tasks)
+
+
+def _task(name: str, *stages) -> Task:  # type: ignore[no-untyped-def]
+    return Task(name, tuple(stages), f"{name}.mp4", EncoderSettings(), keep_audio=False)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_stage_error_names_stage_and_frame(layout, tiny_clip, tmp_path) -> None:
+    job = _plan_with(tiny_clip, tmp_path, layout, _task("bad", FailAt(3)), _task("good"))
+    with pytest.raises(StageError) as caught:
+        execute(job)
+    err = caught.value
+    assert (err.task, err.stage, err.index) == ("bad", "fail-at", 3)
+    assert "stage 'fail-at' failed on frame 3" in str(err)
+    cause = err.__cause__
+    if layout == "processes":  # the worker's traceback travels with the error
+        assert isinstance(cause, RemoteTraceback) and "ValueError: bad frame 3" in cause.tb
+    else:
+        assert isinstance(cause, ValueError)
+    assert not (tmp_path / "bad.mp4").exists()
+    assert not list(tmp_path.glob("*.part")), "no partial output is left"
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_killed_worker_fails_the_run_naming_its_task(tiny_clip, tmp_path) -> None:
+    job = _plan_with(tiny_clip, tmp_path, "processes", _task("doomed", DieAt(2)), _task("good"))
+    started = time.monotonic()
+    with pytest.raises(WorkerCrashed) as caught:
+        execute(job)
+    assert time.monotonic() - started < 10
+    assert caught.value.task == "doomed"
+    assert "killed by SIGKILL" in str(caught.value)
+    assert not list(tmp_path.glob("*.part")) and not (tmp_path / "doomed.mp4").exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_killed_worker_exits_1_from_the_cli(method, cli, tmp_path, make_clip) -> None:
+    clip = make_clip("long.mp4", size="320x240", frames=300)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run",
+        clip,
+        "--out",
+        out,
+        "--start-method",
+        method,
+        "--particles",
+        "2000",
+        "--save-every",
+        "1",
+    )
+    worker = _wait_for_worker(cli.tag, "rendered.mp4")
+    worker.kill()
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 1
+    assert stderr.strip().splitlines() == [
+        "error: task 'render': worker process died (killed by SIGKILL)"
+    ]
+    from conftest import assert_tree_gone
+
+    assert_tree_gone(cli.tag)
+    assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
+
+
+def _wait_for_worker(tag: str, output: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+    """The worker process writing `output`: the parent of the ffmpeg encoder that writes it."""
+    from conftest import tagged_processes
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in tagged_processes(tag):
+            try:
+                if any(arg.endswith(f"{output}.part") for arg in proc.cmdline()):
+                    return proc.parent()
+            except Exception:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no worker writing {output} started")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_exits_promptly_and_leaves_nothing(
+    layout, signum, code, cli, tmp_path, make_clip
+) -> None:
+    clip = make_clip("long.mp4", size="320x240", frames=300)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run", clip, "--out", out, "--layout", layout, "--particles", "2000", "--save-every", "1"
+    )
+    deadline = time.monotonic() + 30
+    while not (out / "render.checkpoint.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "run never got going"
+        time.sleep(0.02)
+    sent = time.monotonic()
+    if signum == signal.SIGINT:
+        import os
+
+        os.killpg(proc.pid, signum)  # Ctrl-C: the terminal signals the whole foreground group
+    else:
+        proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=10)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == code, stderr
+    assert elapsed < 3, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in stderr and stderr.startswith("error: interrupted")
+    from conftest import assert_tree_gone
+
+    assert_tree_gone(cli.tag)
+    assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
+    assert not (out / "report.json").exists()

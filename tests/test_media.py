@@ -1,0 +1,43 @@
+"""Media handling: exact frame rates, odd sizes, decoded frame counts, pixel-format choice."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from pipeline import RunOptions, run
+from pipeline.media import count_decoded_frames, probe
+
+
+@pytest.mark.parametrize("rate", ["30000/1001", "179/6", "25/2"])
+def test_the_source_frame_rate_is_kept_exactly(rate, make_clip, tmp_path) -> None:
+    clip = make_clip("rate.mp4", size="64x48", frames=8, fps=rate)
+    assert probe(clip).fps == Fraction(rate)
+    report = run(clip, RunOptions(out_dir=tmp_path, layout="serial", tasks=("compress",)))
+    assert probe(tmp_path / "compressed.mp4").fps == Fraction(rate)
+    assert Fraction(report.tasks["compress"].fps) == Fraction(rate)
+
+
+def test_odd_sizes_are_cropped_to_even_and_the_report_says_so(make_clip, tmp_path) -> None:
+    clip = make_clip("odd.mp4", size="161x121", frames=6, pix_fmt="yuv444p")
+    report = run(clip, RunOptions(out_dir=tmp_path, layout="serial"))
+    for name, task in report.tasks.items():
+        assert (task.width, task.height) == (160, 120), name
+        assert task.size_fix == ("cropped 161x121 to 160x120 (libx264 4:2:0 needs even dimensions)")
+        out = probe(tmp_path / task.output)
+        assert (out.width, out.height) == (160, 120)
+        assert count_decoded_frames(tmp_path / task.output) == 6
+
+
+def test_frames_are_counted_as_decoded(make_clip) -> None:
+    clip = make_clip("count.mp4", size="64x48", frames=17)
+    assert count_decoded_frames(clip) == 17
+
+
+def test_compress_without_stages_skips_colour_conversion(tiny_clip, tmp_path) -> None:
+    report = run(tiny_clip, RunOptions(out_dir=tmp_path, layout="serial"))
+    assert report.tasks["compress"].decode_format == "yuv420p"
+    assert report.tasks["render"].decode_format == "bgr24"
+    resized = run(tiny_clip, RunOptions(out_dir=tmp_path / "r", layout="serial", height=60))
+    assert resized.tasks["compress"].decode_format == "bgr24"
