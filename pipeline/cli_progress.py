@@ -46,12 +46,24 @@ class TqdmReporter:
             if bar is not None:
                 bar.total = result.frames
                 bar.update(result.frames - bar.n)
-                bar.refresh()
+                self._freeze(bar)
+
+    @staticmethod
+    def _freeze(bar: tqdm) -> None:
+        # Draw the final state once and stop: the bar keeps the time and rate of its own task.
+        # (Closing positioned bars one by one moves the cursor under the others' lines.)
+        bar.refresh()
+        bar.disable = True
 
     def close(self) -> None:
+        """Freeze every bar and move the cursor below them all."""
         with self._lock:
             for bar in self._bars.values():
-                bar.close()
+                if not bar.disable:
+                    self._freeze(bar)
+            if self._bars:
+                sys.stderr.write("\n" * len(self._positions))
+                sys.stderr.flush()
             self._bars.clear()
 
 
