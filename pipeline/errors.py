@@ -81,9 +81,10 @@ class SaveError(PipelineError):
 class WorkerCrashed(PipelineError):
     """A worker process died without reporting a result (killed, or crashed in native code)."""
 
-    def __init__(self, *, task: str, exitcode: int | None) -> None:
-        super().__init__(f"task '{task}': worker process died ({describe_exit(exitcode)})")
+    def __init__(self, *, task: str, exitcode: int | None, worker: str = "worker process") -> None:
+        super().__init__(f"task '{task}': {worker} died ({describe_exit(exitcode)})")
         self.task = task
+        self.worker = worker
         self.exitcode = exitcode
 
 

@@ -1,27 +1,33 @@
 """Worker processes: start them, hear from them, and stop them without hangs or orphans.
 
-A worker runs `target(reporter, *args)` in a child process and sends back its return value or
-its error (with the formatted traceback). Its reporter forwards every hook call to the parent's
-reporter through a pipe. The parent blocks in `multiprocessing.connection.wait` on the pipes and
-on the process sentinels, so a worker that dies without a word (SIGKILL, a crash in native code)
-is noticed at once and reported as `WorkerCrashed`, never waited for.
+A worker runs `target(link, *args)` in a child process and sends back its return value or its error
+(with the formatted traceback). Its `WorkerLink` is a reporter that forwards every hook call to the
+parent's reporter through a pipe, and carries the worker's own messages (frames of a pool) to the
+parent's `on_message` callback. The parent blocks in `multiprocessing.connection.wait` on the pipes
+and on the process sentinels, so a worker that dies without a word (SIGKILL, a crash in native
+code) is noticed at once and reported as `WorkerCrashed`, never waited for.
 
-Each worker leads a process group of its own, shared with the ffmpeg children it starts: the
-parent, not the terminal, decides when it stops (Ctrl-C reaches the parent only), and one
-`killpg` ends a worker together with its ffmpeg children. Workers stop on SIGTERM by raising
-`Interrupted` in their main thread, so their `finally` blocks clean up before they exit.
+Each worker leads a process group of its own, shared with the ffmpeg children and pool workers it
+starts: the parent, not the terminal, decides when it stops (Ctrl-C reaches the parent only), and
+one `killpg` ends a worker together with everything it started. A supervisor inside a worker (a
+frame pool) passes `own_groups=False` so that its workers stay in that group. On Linux every worker
+also gets SIGTERM if its parent dies, so not even a killed parent leaves workers behind. Workers
+stop on SIGTERM by raising `Interrupted` in their main thread, so their `finally` blocks clean up
+before they exit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -32,33 +38,36 @@ from .errors import Interrupted, PipelineError, RemoteTraceback, WorkerCrashed
 from .media import ffmpeg
 from .reporters import Reporter
 
-__all__ = ["ConnectionReporter", "Supervisor"]
+__all__ = ["Supervisor", "WorkerLink"]
 
 #: Seconds a worker gets to clean up after SIGTERM before it is killed.
 STOP_GRACE = 3.0
+_PR_SET_PDEATHSIG = 1
 
 
-class ConnectionReporter:
-    """A reporter in a worker that forwards each hook call to the parent's reporter."""
+class WorkerLink:
+    """A worker's line to its parent: reporter hooks, forwarded, and messages of its own.
+
+    `send(kind, ...)` delivers `(kind, ...)` to the parent's `on_message` callback. Thread-safe:
+    a worker's task thread and progress thread both use it.
+    """
 
     def __init__(self, conn: Connection) -> None:
-        import threading
-
         self._conn = conn
-        self._lock = threading.Lock()  # the task thread and the progress thread both send
+        self._lock = threading.Lock()
 
-    def _send(self, hook: str, *args: Any) -> None:
+    def send(self, *message: Any) -> None:
         with self._lock:
-            self._conn.send(("report", hook, args))
+            self._conn.send(message)
 
     def task_started(self, task: str, total_frames: int) -> None:
-        self._send("task_started", task, total_frames)
+        self.send("report", "task_started", (task, total_frames))
 
     def frames_done(self, task: str, frames: int) -> None:
-        self._send("frames_done", task, frames)
+        self.send("report", "frames_done", (task, frames))
 
     def task_finished(self, task: str, result: Any) -> None:
-        self._send("task_finished", task, result)
+        self.send("report", "task_finished", (task, result))
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -74,13 +83,36 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _worker_main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    os.setpgid(0, 0)
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (no-op elsewhere).
+
+    The parent is the supervising process, or the fork server under `forkserver` (which lives
+    as long as the process that started it).
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(
+    conn: Connection,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    own_group: bool,
+) -> None:
+    if own_group:
+        os.setpgid(0, 0)
     ffmpeg.share_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _die_with_parent()
     try:
-        message: tuple[Any, ...] = ("result", target(ConnectionReporter(conn), *args))
+        message: tuple[Any, ...] = ("result", target(WorkerLink(conn), *args))
     except BaseException as exc:
         message = ("error", _portable(exc), traceback.format_exc())
     try:
@@ -92,51 +124,98 @@ def _worker_main(conn: Connection, target: Callable[..., Any], args: tuple[Any, 
 @dataclass(eq=False)
 class _Worker:
     name: str
+    task: str
+    role: str
     process: BaseProcess
     conn: Connection
+    reporter: Reporter
     result: Any = None
     finished: bool = False
-    error: BaseException | None = field(default=None)
+
+
+MessageHandler = Callable[[str, tuple[Any, ...]], None]
 
 
 class Supervisor:
-    """Starts named workers and collects their results; use as a context manager.
+    """Starts named workers, dispatches what they send, and collects their results.
 
-    Leaving the block stops every worker still running (SIGTERM, then SIGKILL to its process
-    group after `STOP_GRACE` seconds) and joins them all, whether the block succeeded or not.
+    Use as a context manager: leaving the block stops every worker still running (SIGTERM, then
+    SIGKILL to its process group after `STOP_GRACE` seconds) and joins them all, whether the
+    block succeeded or not. A worker's error is raised in the parent with the worker's
+    traceback as `__cause__`; a worker that dies silently raises `WorkerCrashed`.
     """
 
-    def __init__(self, context: BaseContext, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        context: BaseContext,
+        reporter: Reporter,
+        on_message: MessageHandler | None = None,
+        *,
+        own_groups: bool = True,
+    ) -> None:
+        self._own_groups = own_groups
         self._context = context
         self._reporter = reporter
+        self._on_message = on_message
         self._workers: list[_Worker] = []
 
-    def start(self, name: str, target: Callable[..., Any], *args: Any) -> None:
-        """Run `target(reporter, *args)` in a new worker process named after `name`."""
+    def start(
+        self,
+        name: str,
+        target: Callable[..., Any],
+        *args: Any,
+        task: str | None = None,
+        role: str = "worker process",
+        reporter: Reporter | None = None,
+    ) -> None:
+        """Run `target(link, *args)` in a new worker process.
+
+        `name` keys its result; `task` and `role` name it in errors ("task 'render': pool
+        worker 1 died"); `reporter` receives its hook calls instead of the supervisor's.
+        """
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(  # type: ignore[attr-defined]
-            target=_worker_main, args=(send, target, args), name=f"vidpipe-{name}"
+            target=_worker_main,
+            args=(send, target, args, self._own_groups),
+            name=f"vidpipe-{name}",
         )
-        self._workers.append(_Worker(name, process, receive))
+        worker = _Worker(name, task or name, role, process, receive, reporter or self._reporter)
+        self._workers.append(worker)
         process.start()
         send.close()  # the worker holds the only write end: its exit shows as EOF here
 
+    @property
+    def running(self) -> int:
+        """Workers started and not yet finished."""
+        return sum(not w.finished for w in self._workers)
+
+    def pump(self) -> list[str]:
+        """Block until a worker sends or exits; handle it. Returns the names that finished."""
+        pending = {w for w in self._workers if not w.finished}
+        if not pending:
+            return []
+        waitables: dict[Any, _Worker] = {}
+        for w in pending:
+            waitables[w.conn] = w
+            waitables[w.process.sentinel] = w
+        done = []
+        for ready in wait(list(waitables)):
+            worker = waitables[ready]
+            if worker.finished:
+                continue
+            if ready is worker.conn and self._receive(worker):
+                if worker.finished:
+                    worker.process.join()
+                    done.append(worker.name)
+                continue
+            self._reap(worker)
+            done.append(worker.name)
+        return done
+
     def results(self) -> dict[str, Any]:
         """Wait for every worker; return their results by name, or raise the first failure."""
-        pending = {w for w in self._workers if not w.finished}
-        while pending:
-            waitables: dict[Any, _Worker] = {}
-            for w in pending:
-                waitables[w.conn] = w
-                waitables[w.process.sentinel] = w
-            for ready in wait(list(waitables)):
-                worker = waitables[ready]
-                if worker not in pending:
-                    continue
-                if ready is worker.conn and self._receive(worker):
-                    continue
-                self._reap(worker)
-                pending.discard(worker)
+        while self.running:
+            self.pump()
         return {w.name: w.result for w in self._workers}
 
     def _receive(self, worker: _Worker) -> bool:
@@ -147,24 +226,28 @@ class Supervisor:
             return False
         kind = message[0]
         if kind == "report":
-            getattr(self._reporter, message[1])(*message[2])
+            getattr(worker.reporter, message[1])(*message[2])
         elif kind == "result":
             worker.result, worker.finished = message[1], True
         elif kind == "error":
             error, tb = message[1], message[2]
             error.__cause__ = RemoteTraceback(tb)
-            worker.error, worker.finished = error, True
+            worker.finished = True
             raise error
+        elif self._on_message is not None:
+            self._on_message(worker.name, message)
         return True
 
     def _reap(self, worker: _Worker) -> None:
-        while worker.conn.poll():  # what it sent before exiting is still in the pipe
+        while not worker.finished and worker.conn.poll():  # what it sent before exiting
             if not self._receive(worker):
                 break
         worker.process.join()
         if not worker.finished:
             worker.finished = True
-            raise WorkerCrashed(task=worker.name, exitcode=worker.process.exitcode)
+            raise WorkerCrashed(
+                task=worker.task, worker=worker.role, exitcode=worker.process.exitcode
+            )
 
     def __enter__(self) -> Supervisor:
         return self
@@ -190,7 +273,10 @@ class Supervisor:
             # Whatever is left in the worker's group (the worker, or ffmpeg children orphaned
             # by a worker that was killed) goes now.
             assert w.process.pid is not None
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(w.process.pid, signal.SIGKILL)
+            if self._own_groups:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(w.process.pid, signal.SIGKILL)
+            elif w.process.is_alive():
+                w.process.kill()
             w.process.join()
             w.conn.close()
