@@ -16,7 +16,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from .config import PRESETS, AnimationSettings, EncoderSettings, RunOptions, StartMethod
+from .config import (
+    PRESETS,
+    AnimationSettings,
+    EncoderSettings,
+    RunOptions,
+    StartMethod,
+    Transport,
+)
 from .errors import Interrupted, PipelineError
 
 __all__ = ["main"]
@@ -35,7 +42,11 @@ def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="process a video with the compress and render tasks")
     p.add_argument("input", type=Path, help="input video file")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    p.add_argument("--layout", default="processes", help="where work runs (see `vidpipe layouts`)")
+    p.add_argument(
+        "--layout",
+        default="processes",
+        help="where work runs: serial, threads, processes, hybrid, pool (see `vidpipe layouts`)",
+    )
     p.add_argument(
         "--tasks",
         type=_tasks,
@@ -92,6 +103,18 @@ def _add_run(sub: Any) -> None:
         metavar="N",
         help="OpenCV threads per process (default: OpenCV's choice)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="frame pool size and segment count (default: usable cores)",
+    )
+    p.add_argument(
+        "--transport",
+        default="shm",
+        choices=[t.value for t in Transport],
+        help="pool: how frames travel between processes (shm)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
@@ -128,6 +151,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
         save_every=args.save_every,
         start_method=StartMethod(args.start_method),
         opencv_threads=args.opencv_threads,
+        workers=args.workers,
+        transport=Transport(args.transport),
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "EncoderSettings",
     "RunOptions",
     "StartMethod",
+    "Transport",
 ]
 
 PRESETS = (
@@ -30,6 +31,13 @@ PRESETS = (
     "slower",
     "veryslow",
 )
+
+
+class Transport(enum.StrEnum):
+    """How frames travel between a task's process and its pool workers (`pool` layout)."""
+
+    PICKLE = "pickle"
+    SHM = "shm"
 
 
 class StartMethod(enum.StrEnum):
@@ -79,7 +87,10 @@ class AnimationSettings:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything a run needs besides its input: where outputs go and how the work is laid out."""
+    """Everything a run needs besides its input: where outputs go and how the work is laid out.
+
+    `workers` sizes frame pools and the number of segments (None: the usable cores).
+    """
 
     out_dir: Path
     layout: str = "processes"
@@ -90,12 +101,18 @@ class RunOptions:
     save_every: int = 25
     start_method: StartMethod = StartMethod.SPAWN
     opencv_threads: int | None = None
+    workers: int | None = None
+    transport: Transport = Transport.SHM
 
     def __post_init__(self) -> None:
         _check(len(self.tasks) > 0, "--tasks needs at least one task")
         _check(len(set(self.tasks)) == len(self.tasks), "--tasks names a task twice")
         _check(self.height is None or self.height > 0, f"--height must be positive: {self.height}")
         _check(self.save_every > 0, f"--save-every must be positive, got {self.save_every}")
+        _check(
+            self.workers is None or self.workers > 0,
+            f"--workers must be positive, got {self.workers}",
+        )
         _check(
             self.opencv_threads is None or self.opencv_threads >= 0,
             f"--opencv-threads must be 0 or more, got {self.opencv_threads}",

@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunOptions
-from .environment import collect_environment, configure_process
+from .environment import collect_environment, configure_process, usable_cores
 from .errors import ConfigError
 from .media.probe import MediaInfo, probe
 from .media.sink import partial_path
 from .report import RunReport, TaskResult, self_stats
 from .reporters import NullReporter, Reporter
 from .runner import checkpoint_path
+from .shm import ring_name, sweep
 from .tasks import Task, plan_tasks
 
 __all__ = ["RunPlan", "build_report", "execute", "plan", "run"]
@@ -28,10 +30,16 @@ class RunPlan:
     media: MediaInfo
     tasks: tuple[Task, ...]
     options: RunOptions
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     @property
     def out_dir(self) -> Path:
         return self.options.out_dir
+
+    @property
+    def workers(self) -> int:
+        """Pool size and segment count: `--workers`, or the usable cores."""
+        return self.options.workers or usable_cores()
 
 
 def build_report(plan: RunPlan, started: float, results: dict[str, TaskResult]) -> RunReport:
@@ -65,9 +73,11 @@ def _prepare_out_dir(plan: RunPlan) -> None:
         shutil.rmtree(out / "thumbnails" / task.name, ignore_errors=True)
 
 
-def _remove_partials(plan: RunPlan) -> None:
+def _remove_leftovers(plan: RunPlan) -> None:
+    """Remove what a failed run's killed workers could not: partial outputs, shared memory."""
     for task in plan.tasks:
         partial_path(plan.out_dir / task.output).unlink(missing_ok=True)
+        sweep([ring_name(plan.run_id, task.name, side) for side in ("in", "out")])
 
 
 def plan(source: Path | str, options: RunOptions) -> RunPlan:
@@ -93,7 +103,7 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     try:
         report = layout.run(plan, reporter or NullReporter())
     except BaseException:
-        _remove_partials(plan)
+        _remove_leftovers(plan)
         raise
     report.write(plan.out_dir / "report.json")
     return report

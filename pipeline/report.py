@@ -22,7 +22,7 @@ from typing import Any
 
 from .saves import atomic_write_bytes
 
-__all__ = ["ProcessStats", "RunReport", "TaskResult", "self_stats"]
+__all__ = ["ProcessStats", "RunReport", "TaskResult", "WorkerStats", "self_stats"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,17 @@ def self_stats(role: str) -> ProcessStats:
 
 
 @dataclass(frozen=True)
+class WorkerStats:
+    """How one frame worker (a thread or a process of a pool) spent its time."""
+
+    name: str
+    pid: int
+    frames: int
+    busy_seconds: float
+    wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """What one task produced and how long it took."""
 
@@ -73,6 +84,7 @@ class TaskResult:
     audio: str | None
     thumbnails: int
     processes: list[ProcessStats] = field(default_factory=list)
+    workers: list[WorkerStats] = field(default_factory=list)
 
     @property
     def compression_ratio(self) -> float:

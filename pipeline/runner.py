@@ -10,24 +10,23 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import Interrupted, MediaError, StageError
+from .errors import Interrupted, MediaError
+from .framemap import InlineMapper, MapperFactory
 from .helpers import Helpers
 from .media.probe import MediaInfo
 from .media.sink import Encoder
 from .media.source import Decoder
 from .report import TaskResult
 from .saves import save_thumbnail, thumbnail_path, write_checkpoint
-from .stages.base import Stage, StreamSpec
 from .tasks import Task
 
-__all__ = ["FrameDigest", "StageChain", "checkpoint_path", "run_task"]
+__all__ = ["FrameDigest", "checkpoint_path", "run_task"]
 
 
 class FrameDigest:
@@ -47,55 +46,6 @@ class FrameDigest:
         return self._outer.hexdigest()
 
 
-class StageChain:
-    """A task's stages, set up for frames of `spec` and applied in order.
-
-    Errors raised by a stage become `StageError`s naming the task, the stage and the frame.
-    """
-
-    def __init__(self, task: str, stages: tuple[Stage, ...], spec: StreamSpec) -> None:
-        self.task = task
-        self.stages = stages
-        self.spec = spec
-        self._ready: list[Stage] = []
-
-    def __enter__(self) -> StageChain:
-        spec = self.spec
-        for stage in self.stages:
-            try:
-                stage.setup(spec)
-            except Exception as exc:
-                raise StageError(
-                    task=self.task, stage=stage.name, index=-1, error=f"setup failed: {exc!r}"
-                ) from exc
-            self._ready.append(stage)
-            spec = stage.output_spec(spec)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for stage in reversed(self._ready):
-            stage.teardown()
-        self._ready.clear()
-
-    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
-        for stage in self.stages:
-            try:
-                frame = stage.process(frame, index)
-            except Exception as exc:
-                raise StageError(
-                    task=self.task,
-                    stage=stage.name,
-                    index=index,
-                    error=f"{type(exc).__name__}: {exc}",
-                ) from exc
-        return frame
-
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
-        """Processed frames with their indices, in order."""
-        for index, frame in enumerate(frames):
-            yield index, self.apply(frame, index)
-
-
 def checkpoint_path(out_dir: Path, task: str) -> Path:
     """Where the save thread keeps `task`'s checkpoint."""
     return out_dir / f"{task}.checkpoint.json"
@@ -113,9 +63,18 @@ def _checkpoint(task: Task, frames: int, thumbnails: list[str], complete: bool) 
 
 
 def run_task(
-    task: Task, media: MediaInfo, out_dir: Path, helpers: Helpers, *, save_every: int
+    task: Task,
+    media: MediaInfo,
+    out_dir: Path,
+    helpers: Helpers,
+    *,
+    save_every: int,
+    mapper_factory: MapperFactory = InlineMapper,
 ) -> TaskResult:
     """Run `task` on `media` in the calling thread and return what it produced.
+
+    `mapper_factory` decides where the stages run (inline by default, or a thread or process
+    pool); decoding, digests, encoding, progress and saves stay in the calling thread.
 
     Raises `StageError`, `MediaError`, `SaveError` or `Interrupted` (when `helpers` is
     cancelled); whatever happens, the decoder and encoder are stopped, the stages torn down, and
@@ -132,8 +91,14 @@ def run_task(
     helpers.progress.started(task.name, media.packets)
     try:
         with (
-            Decoder(media.path, in_spec, label=task.name) as decoder,
-            StageChain(task.name, task.stages, in_spec) as chain,
+            mapper_factory(task.name, task.stages, in_spec) as mapper,
+            Decoder(
+                media.path,
+                in_spec,
+                ring=mapper.window + 2,
+                buffers=mapper.buffers(),
+                label=task.name,
+            ) as decoder,
             Encoder(
                 output,
                 out_spec,
@@ -143,7 +108,7 @@ def run_task(
                 label=task.name,
             ) as encoder,
         ):
-            for index, frame in chain.map(iter(decoder)):
+            for index, frame in mapper.map(iter(decoder)):
                 if helpers.cancelled.is_set():
                     raise Interrupted()
                 digest.update(frame)
@@ -183,7 +148,7 @@ def run_task(
             _checkpoint(task, frames, thumbs, complete=True),
         )
     )
-    processes = [s for s in (decoder.stats, encoder.stats) if s is not None]
+    processes = [s for s in (decoder.stats, encoder.stats) if s is not None] + mapper.processes
     result = TaskResult(
         name=task.name,
         frames=frames,
@@ -203,6 +168,7 @@ def run_task(
         audio=media.audio_codec if task.keep_audio else None,
         thumbnails=len(thumbs),
         processes=processes,
+        workers=mapper.workers,
     )
     helpers.progress.finished(task.name, result)
     return result

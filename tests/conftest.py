@@ -69,12 +69,21 @@ def wait_for_no_children(timeout: float = 5.0) -> list[psutil.Process]:
     return left
 
 
+def shm_segments() -> set[str]:
+    """Our shared-memory segments currently in /dev/shm."""
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.glob("vidpipe-*")} if shm.is_dir() else set()
+
+
 @pytest.fixture(autouse=True)
-def no_child_outlives_the_test() -> Iterator[None]:
-    """Every test: no process started by the test process may outlive it."""
+def nothing_outlives_the_test() -> Iterator[None]:
+    """Every test: no process it started and no shared-memory segment may outlive it."""
+    before = shm_segments()
     yield
     left = wait_for_no_children()
     assert not left, f"processes outlived the test: {[p.cmdline() for p in left]}"
+    leaked = shm_segments() - before
+    assert not leaked, f"shared memory left in /dev/shm: {sorted(leaked)}"
 
 
 def tagged_processes(tag: str) -> list[psutil.Process]:

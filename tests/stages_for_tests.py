@@ -45,3 +45,20 @@ class Invert(Stage):
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
         return np.bitwise_not(frame)
+
+
+class BurnCpu(Stage):
+    """Spends `seconds` of CPU time in pure Python on every frame (holds the GIL)."""
+
+    name = "burn-cpu"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        end = time.thread_time() + self.seconds
+        while time.thread_time() < end:
+            pass
+        return frame

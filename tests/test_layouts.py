@@ -8,17 +8,28 @@ from pathlib import Path
 import pytest
 
 from pipeline import RunOptions, StartMethod, run
+from pipeline.config import Transport
 from pipeline.layouts import LAYOUTS
 from pipeline.media import count_decoded_frames, probe
 from pipeline.reporters import RecordingReporter
 
-# (layout, start method): process layouts run under each start method.
+SPAWN, FORK, FORKSERVER = StartMethod.SPAWN, StartMethod.FORK, StartMethod.FORKSERVER
+SHM, PICKLE = Transport.SHM, Transport.PICKLE
+
+# (layout, start method, transport): process layouts run under several start methods.
 VARIANTS = [
-    ("serial", StartMethod.SPAWN),
-    ("threads", StartMethod.SPAWN),
-    ("processes", StartMethod.SPAWN),
-    ("processes", StartMethod.FORK),
-    ("processes", StartMethod.FORKSERVER),
+    ("serial", SPAWN, SHM),
+    ("threads", SPAWN, SHM),
+    ("processes", SPAWN, SHM),
+    ("processes", FORK, SHM),
+    ("processes", FORKSERVER, SHM),
+    ("hybrid", SPAWN, SHM),
+    ("hybrid", FORK, SHM),
+    ("pool", SPAWN, SHM),
+    ("pool", FORK, SHM),
+    ("pool", FORKSERVER, SHM),
+    ("pool", SPAWN, PICKLE),
+    ("pool", FORK, PICKLE),
 ]
 
 
@@ -31,15 +42,27 @@ def serial_digests(make_clip, tmp_path_factory) -> dict[str, str]:
 
 
 def test_every_layout_is_registered_in_the_contract_suite() -> None:
-    assert {layout for layout, _ in VARIANTS} == set(LAYOUTS)
+    assert {variant[0] for variant in VARIANTS} == set(LAYOUTS)
 
 
-@pytest.mark.parametrize(("layout", "method"), VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize(("layout", "method", "transport"), VARIANTS, ids=lambda v: str(v))
 def test_every_layout_produces_serial_frames(
-    layout: str, method: StartMethod, tiny_clip: Path, tmp_path: Path, serial_digests
+    layout: str,
+    method: StartMethod,
+    transport: Transport,
+    tiny_clip: Path,
+    tmp_path: Path,
+    serial_digests,
 ) -> None:
     reporter = RecordingReporter()
-    options = RunOptions(out_dir=tmp_path, layout=layout, start_method=method, save_every=5)
+    options = RunOptions(
+        out_dir=tmp_path,
+        layout=layout,
+        start_method=method,
+        transport=transport,
+        save_every=5,
+        workers=2,
+    )
     report = run(tiny_clip, options, reporter)
 
     assert {n: t.frame_digest for n, t in report.tasks.items()} == serial_digests

@@ -56,6 +56,18 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "a process per task (own memory, own GIL), each with its own progress and save "
             "threads; the parent gathers progress and results (default)",
         ),
+        LayoutInfo(
+            "hybrid",
+            "pipeline.layouts.hybrid",
+            "a process per task, and in each a pool of --workers threads running the per-frame "
+            "stages on several frames at once (scales where stages release the GIL)",
+        ),
+        LayoutInfo(
+            "pool",
+            "pipeline.layouts.pool",
+            "a process per task, and for each a pool of --workers processes running the "
+            "per-frame stages; frames travel by --transport shm (slot numbers) or pickle",
+        ),
     )
 }
 

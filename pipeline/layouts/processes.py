@@ -3,6 +3,7 @@
 The parent starts one worker per task through `Supervisor`, forwards their progress to its
 reporter and gathers their results. Independent tasks then run truly in parallel; what they
 share (the input path, the options) is pickled to them once, and only small messages come back.
+`hybrid` and `pool` are this layout with a frame pool inside each task process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 from ..config import StartMethod
 from ..environment import configure_process
+from ..framemap import InlineMapper, MapperFactory
 from ..helpers import Helpers
 from ..job import RunPlan, build_report
 from ..report import RunReport, TaskResult, self_stats
@@ -21,7 +23,7 @@ from ..runner import run_task
 from ..supervisor import Supervisor
 from ..tasks import Task
 
-__all__ = ["run", "worker_context"]
+__all__ = ["run", "run_task_processes", "worker_context"]
 
 
 def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
@@ -32,20 +34,34 @@ def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _task_process(reporter: Reporter, task: Task, plan: RunPlan) -> TaskResult:
+def _task_process(
+    reporter: Reporter, task: Task, plan: RunPlan, mapper: MapperFactory
+) -> TaskResult:
     configure_process(plan.options)
     with Helpers.threaded(reporter) as helpers:
         result = run_task(
-            task, plan.media, plan.out_dir, helpers, save_every=plan.options.save_every
+            task,
+            plan.media,
+            plan.out_dir,
+            helpers,
+            save_every=plan.options.save_every,
+            mapper_factory=mapper,
         )
     own = self_stats(f"task:{task.name}")
     return dataclasses.replace(result, processes=[own, *result.processes])
 
 
-def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+def run_task_processes(
+    plan: RunPlan, reporter: Reporter, mapper: MapperFactory = InlineMapper
+) -> RunReport:
+    """Run each task in a process of its own, its stages run by `mapper` (must pickle)."""
     started = time.perf_counter()
     with Supervisor(worker_context(plan.options.start_method), reporter) as supervisor:
         for task in plan.tasks:
-            supervisor.start(task.name, _task_process, task, plan)
+            supervisor.start(task.name, _task_process, task, plan, mapper)
         results = supervisor.results()
     return build_report(plan, started, results)
+
+
+def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+    return run_task_processes(plan, reporter)

@@ -19,18 +19,25 @@ class Decoder:
     """Frames of `path` as numpy arrays of `spec`, in decode order, one per decoded frame.
 
     `label` (the task's name) names the ffmpeg process in reports.
-    Frames are read straight into a ring of `ring` preallocated buffers: a yielded frame stays
-    valid until `ring - 1` further frames have been read; copy it to keep it longer. Stages may
+    Frames are read straight into a ring of `ring` preallocated buffers (or the given `buffers`,
+    such as shared-memory slots): a yielded frame stays valid until `len(ring) - 1` further
+    frames have been read; copy it to keep it longer. Stages may
     modify it in place. `close()` must be called (the runner does it in `finally`): it stops
     ffmpeg if frames remain unread and raises `MediaError` if ffmpeg failed.
     """
 
     def __init__(
-        self, path: Path | str, spec: StreamSpec, *, ring: int = 3, label: str = ""
+        self,
+        path: Path | str,
+        spec: StreamSpec,
+        *,
+        ring: int = 3,
+        buffers: list[np.ndarray] | None = None,
+        label: str = "",
     ) -> None:
         self.path = Path(path)
         self.spec = spec
-        self._ring = [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
+        self._ring = buffers or [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
         self._proc: FFmpegProcess | None = None
         self.frames = 0
         self._eof = False

@@ -1,0 +1,61 @@
+"""A task's stages set up together and applied in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .errors import StageError
+from .stages.base import Stage, StreamSpec
+
+__all__ = ["StageChain"]
+
+
+class StageChain:
+    """A task's stages, set up for frames of `spec` and applied in order.
+
+    Errors raised by a stage become `StageError`s naming the task, the stage and the frame.
+    """
+
+    def __init__(self, task: str, stages: tuple[Stage, ...], spec: StreamSpec) -> None:
+        self.task = task
+        self.stages = stages
+        self.spec = spec
+        self._ready: list[Stage] = []
+
+    def __enter__(self) -> StageChain:
+        spec = self.spec
+        for stage in self.stages:
+            try:
+                stage.setup(spec)
+            except Exception as exc:
+                raise StageError(
+                    task=self.task, stage=stage.name, index=-1, error=f"setup failed: {exc!r}"
+                ) from exc
+            self._ready.append(stage)
+            spec = stage.output_spec(spec)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stage in reversed(self._ready):
+            stage.teardown()
+        self._ready.clear()
+
+    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
+        for stage in self.stages:
+            try:
+                frame = stage.process(frame, index)
+            except Exception as exc:
+                raise StageError(
+                    task=self.task,
+                    stage=stage.name,
+                    index=index,
+                    error=f"{type(exc).__name__}: {exc}",
+                ) from exc
+        return frame
+
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+        """Processed frames with their indices, in order."""
+        for index, frame in enumerate(frames):
+            yield index, self.apply(frame, index)

@@ -1,0 +1,170 @@
+"""Frame mappers: how a task's stages run over its decoded frames.
+
+`run_task` hands decoded frames to a mapper and gets processed frames back in frame order. The
+mapper decides where the stages run: inline in the task's thread, on a pool of threads, or on a
+pool of processes (`pipeline.framepool`). A mapper keeps at most `window` frames in flight, so
+memory stays bounded whatever the video's length; the decoder reads into `window + 2` buffers.
+
+Stages run on several frames at once only when every stage of the chain is frame-independent;
+otherwise the mapper processes one frame at a time, in order.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .chain import StageChain
+from .report import ProcessStats, WorkerStats
+from .stages.base import StreamSpec
+
+__all__ = ["FrameMapper", "InlineMapper", "MapperFactory", "ThreadMapper", "ordered_window"]
+
+T = TypeVar("T")
+Indexed = tuple[int, np.ndarray]
+
+
+def ordered_window(
+    frames: Iterator[np.ndarray],
+    submit: Callable[[int, np.ndarray], T],
+    collect: Callable[[T], Indexed],
+    window: int,
+) -> Iterator[Indexed]:
+    """Submit frames as they come, keep at most `window` in flight, yield results in order.
+
+    When this generator resumes after yielding frame i, the consumer is done with every frame up
+    to i, so frame i's buffers may be reused: that is what bounds a mapper's memory.
+    """
+    pending: collections.deque[T] = collections.deque()
+    for index, frame in enumerate(frames):
+        pending.append(submit(index, frame))
+        if len(pending) >= window:
+            yield collect(pending.popleft())
+    while pending:
+        yield collect(pending.popleft())
+
+
+class FrameMapper(abc.ABC):
+    """Runs a task's stages over frames; a context manager around its resources."""
+
+    #: Frames in flight at most.
+    window: int = 1
+
+    def __init__(self) -> None:
+        self.workers: list[WorkerStats] = []
+        self.processes: list[ProcessStats] = []
+
+    def buffers(self) -> list[np.ndarray] | None:
+        """Buffers the decoder must read into (a shared-memory ring), or None for its own."""
+        return None
+
+    @abc.abstractmethod
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+        """Processed frames with their indices, in frame order."""
+
+    def __enter__(self) -> FrameMapper:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+MapperFactory = Callable[[str, tuple[Any, ...], StreamSpec], FrameMapper]
+
+
+def _parallel(stages: tuple[Any, ...]) -> bool:
+    return bool(stages) and all(stage.frame_independent for stage in stages)
+
+
+class InlineMapper(FrameMapper):
+    """Runs the stages in the task's own thread, one frame after the other."""
+
+    def __init__(self, task: str, stages: tuple[Any, ...], spec: StreamSpec) -> None:
+        super().__init__()
+        self._chain = StageChain(task, stages, spec)
+
+    def __enter__(self) -> InlineMapper:
+        self._chain.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._chain.__exit__(*exc)
+
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+        return self._chain.map(frames)
+
+
+class ThreadMapper(FrameMapper):
+    """Runs frame-independent stages on `workers` threads of the task's process.
+
+    The threads share the stages (set up once) and the frames (no copies). Stages that release
+    the GIL (OpenCV, numpy) run in parallel; pure-Python stages take turns on the GIL.
+    """
+
+    def __init__(
+        self, task: str, stages: tuple[Any, ...], spec: StreamSpec, *, workers: int
+    ) -> None:
+        super().__init__()
+        self._task = task
+        self._chain = StageChain(task, stages, spec)
+        self._threads = workers if _parallel(stages) else 1
+        self.window = 2 * self._threads if self._threads > 1 else 1
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._stats: dict[str, list[float]] = {}
+
+    def __enter__(self) -> ThreadMapper:
+        self._chain.__enter__()
+        if self._threads == 1:
+            return self  # nothing to run in parallel: the task's thread applies the stages
+        prefix = f"frames-{self._task}"
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=prefix)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._chain.__exit__(*exc)
+        pid = os.getpid()
+        self.workers = [
+            WorkerStats(name=name, pid=pid, frames=int(frames), busy_seconds=busy)
+            for name, (frames, busy) in sorted(self._stats.items())
+        ]
+
+    def _apply(self, frame: np.ndarray, index: int) -> np.ndarray:
+        started = time.perf_counter()
+        out = self._chain.apply(frame, index)
+        busy = time.perf_counter() - started
+        name = threading.current_thread().name
+        with self._lock:
+            stats = self._stats.setdefault(name, [0, 0.0])
+            stats[0] += 1
+            stats[1] += busy
+        return out
+
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+        executor = self._executor
+        if executor is None:
+            return self._chain.map(frames)
+
+        def submit(index: int, frame: np.ndarray) -> tuple[int, Future[np.ndarray]]:
+            return index, executor.submit(self._apply, frame, index)
+
+        def collect(item: tuple[int, Future[np.ndarray]]) -> Indexed:
+            return item[0], item[1].result()
+
+        return ordered_window(frames, submit, collect, self.window)

@@ -1,0 +1,207 @@
+"""A pool of worker processes for a task's per-frame stages (the `pool` layout).
+
+The task's process decodes and encodes; `workers` processes run the stages. Jobs go out through
+one bounded `multiprocessing` queue (any idle worker takes the next frame), results come back
+through each worker's pipe and are put back in frame order. Two transports:
+
+* `pickle`: the frames themselves travel, pickled, through the queue and back through the pipe;
+* `shm`: the decoder reads straight into a ring of shared-memory slots, a worker writes its
+  result into the matching slot of an output ring, and only slot numbers travel.
+
+The task's process owns both rings and unlinks them when the pool closes, also on errors and
+interrupts. A worker that dies fails the task at once, naming the worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .chain import StageChain
+from .config import Transport
+from .framemap import FrameMapper, Indexed, ordered_window
+from .report import WorkerStats, self_stats
+from .reporters import NullReporter
+from .shm import SharedFrameRing, ring_name
+from .stages.base import StreamSpec
+from .supervisor import Supervisor, WorkerLink
+
+__all__ = ["ProcessMapper"]
+
+
+def _output_spec(stages: tuple[Any, ...], spec: StreamSpec) -> StreamSpec:
+    for stage in stages:
+        spec = stage.output_spec(spec)
+    return spec
+
+
+def _pool_worker(
+    link: WorkerLink,
+    name: str,
+    task: str,
+    stages: tuple[Any, ...],
+    spec: StreamSpec,
+    rings: tuple[str, str, int] | None,
+    jobs: Any,
+    opencv_threads: int | None,
+) -> tuple[WorkerStats, Any]:
+    if opencv_threads is not None:
+        cv2.setNumThreads(opencv_threads)
+    in_ring = out_ring = None
+    if rings is not None:
+        in_ring = SharedFrameRing.attach(rings[0], spec, rings[2])
+        out_ring = SharedFrameRing.attach(rings[1], _output_spec(stages, spec), rings[2])
+    frames, busy, waiting = 0, 0.0, 0.0
+    try:
+        with StageChain(task, stages, spec) as chain:
+            while True:
+                started = time.perf_counter()
+                job = jobs.get()
+                waiting += time.perf_counter() - started
+                if job is None:
+                    break
+                index, payload = job
+                started = time.perf_counter()
+                if in_ring is not None and out_ring is not None:
+                    out = chain.apply(in_ring.frames[payload], index)
+                    np.copyto(out_ring.frames[payload], out)
+                    link.send("frame", index, payload)
+                else:
+                    link.send("frame", index, chain.apply(payload, index))
+                busy += time.perf_counter() - started
+                frames += 1
+    finally:
+        for ring in (in_ring, out_ring):
+            if ring is not None:
+                ring.close()
+    stats = WorkerStats(name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting)
+    return stats, self_stats(f"pool:{task}")
+
+
+class ProcessMapper(FrameMapper):
+    """Runs frame-independent stages on `workers` processes; see the module docstring.
+
+    A chain with a stage that is not frame-independent runs on one worker, one frame at a time.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        stages: tuple[Any, ...],
+        spec: StreamSpec,
+        *,
+        workers: int,
+        transport: Transport,
+        start_method: str,
+        run_id: str,
+        opencv_threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        parallel = bool(stages) and all(stage.frame_independent for stage in stages)
+        self._task = task
+        self._stages = stages
+        self._spec = spec
+        # No stage: nothing to send anywhere. A stage that needs order: one worker, in order.
+        self._count = 0 if not stages else workers if parallel else 1
+        self.window = 2 * self._count
+        self._slots = self.window + 2  # window in flight, one being decoded, one being encoded
+        self._transport = transport
+        self._context = multiprocessing.get_context(start_method)
+        self._run_id = run_id
+        self._opencv_threads = opencv_threads
+        self._rings: list[SharedFrameRing] = []
+        self._done: dict[int, Any] = {}
+        self._supervisor: Supervisor | None = None
+        self._jobs: Any = None
+
+    def __enter__(self) -> ProcessMapper:
+        try:
+            self._start()
+        except BaseException:
+            self._close(failed=True)
+            raise
+        return self
+
+    def _start(self) -> None:
+        if not self._count:
+            return
+        rings = None
+        if self._transport is Transport.SHM:
+            names = (
+                ring_name(self._run_id, self._task, "in"),
+                ring_name(self._run_id, self._task, "out"),
+            )
+            out_spec = _output_spec(self._stages, self._spec)
+            for name, spec in zip(names, (self._spec, out_spec), strict=True):
+                self._rings.append(SharedFrameRing.create(name, spec, self._slots))
+            rings = (names[0], names[1], self._slots)
+        self._jobs = self._context.Queue(maxsize=self.window + self._count)
+        self._supervisor = Supervisor(
+            self._context, NullReporter(), self._on_message, own_groups=False
+        )
+        for k in range(self._count):
+            self._supervisor.start(
+                f"pool-{k}",
+                _pool_worker,
+                f"pool-{k}",
+                self._task,
+                self._stages,
+                self._spec,
+                rings,
+                self._jobs,
+                self._opencv_threads,
+                task=self._task,
+                role=f"pool worker {k}",
+            )
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        self._close(failed=exc_type is not None)
+
+    def _close(self, *, failed: bool) -> None:
+        try:
+            if self._supervisor is not None:
+                if not failed:
+                    for _ in range(self._count):
+                        self._jobs.put(None)
+                    results = self._supervisor.results()
+                    for _, (stats, process) in sorted(results.items()):
+                        self.workers.append(stats)
+                        self.processes.append(process)
+                self._supervisor.stop()
+        finally:
+            if self._jobs is not None:
+                self._jobs.cancel_join_thread()  # never block on frames nobody will read
+                self._jobs.close()
+            for ring in self._rings:
+                ring.close()
+
+    def buffers(self) -> list[np.ndarray] | None:
+        return self._rings[0].frames if self._rings else None
+
+    def _on_message(self, worker: str, message: tuple[Any, ...]) -> None:
+        if message[0] == "frame":
+            self._done[message[1]] = message[2]
+
+    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+        if not self._count:
+            return enumerate(frames)
+        shm = self._transport is Transport.SHM
+
+        def submit(index: int, frame: np.ndarray) -> int:
+            self._jobs.put((index, index % self._slots if shm else frame))
+            return index
+
+        def collect(index: int) -> Indexed:
+            assert self._supervisor is not None
+            while index not in self._done:
+                self._supervisor.pump()
+            payload = self._done.pop(index)
+            return index, self._rings[1].frames[payload] if shm else payload
+
+        return ordered_window(frames, submit, collect, self.window)
