@@ -106,25 +106,54 @@ def _rate_from_text(text: str) -> Fraction | None:
     return ntsc if abs(float(ntsc - value)) < 0.006 else value.limit_denominator(1000)
 
 
-def _rate_from_packets(crc: str) -> tuple[Fraction | None, int]:
-    """Frame rate and packet count from framecrc output of a stream copy."""
+@dataclass(frozen=True)
+class _PacketTiming:
+    count: int
+    duration_rate: Fraction | None  # from packet durations, when they are all equal
+    pts_rate: Fraction | None  # from how far the timestamps advance over the whole stream
+
+
+def _packet_timing(crc: str) -> _PacketTiming:
+    """Frame-rate evidence from the framecrc output of a stream copy."""
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", crc, re.MULTILINE)
-    durations = [
-        int(fields[3])
+    rows = [
+        line.split(",")
         for line in crc.splitlines()
-        if line and not line.startswith("#") and len(fields := line.split(",")) >= 5
+        if line and not line.startswith("#") and line.count(",") >= 4
     ]
-    if tb is None or not durations:
-        return None, len(durations)
-    num, den = int(tb.group(1)), int(tb.group(2))
-    nonzero = [d for d in durations if d > 0]
-    if not nonzero:
-        return None, len(durations)
-    if len(set(nonzero)) == 1:  # constant frame rate: exact
-        return Fraction(den, num * nonzero[0]), len(durations)
-    # variable frame rate: the average keeps the total duration
-    average = Fraction(len(nonzero) * den, sum(nonzero) * num)
-    return average.limit_denominator(100_000), len(durations)
+    if tb is None or not rows:
+        return _PacketTiming(len(rows), None, None)
+    unit = Fraction(int(tb.group(1)), int(tb.group(2)))
+    durations = {int(row[3]) for row in rows}
+    duration_rate = (
+        1 / (unit * durations.pop()) if len(durations) == 1 and 0 not in durations else None
+    )
+    pts = sorted(int(row[2]) for row in rows)
+    span = (pts[-1] - pts[0]) * unit
+    pts_rate = (len(pts) - 1) / span if span > 0 else None
+    return _PacketTiming(len(rows), duration_rate, pts_rate)
+
+
+def _close(a: Fraction, b: Fraction, tolerance: float) -> bool:
+    return abs(float(a / b) - 1) < tolerance
+
+
+def _choose_rate(timing: _PacketTiming, header: Fraction | None) -> Fraction | None:
+    """The exact frame rate, from packet durations, timestamps and ffmpeg's header.
+
+    Equal durations that agree with how the timestamps advance are exact (MP4: 29.83 fps is
+    179/6). Containers with coarse time bases (Matroska: 1 ms) round both, so there the
+    header's rate wins when it agrees within 1%. Otherwise the stream has a variable rate, and
+    the timestamps' average keeps its duration.
+    """
+    exact, average = timing.duration_rate, timing.pts_rate
+    if average is None:
+        return exact or header
+    if exact is not None and _close(exact, average, 1e-3):
+        return exact
+    if header is not None and _close(header, average, 0.01):
+        return header
+    return average.limit_denominator(100_000)
 
 
 def _input_problem(path: Path, stderr: str) -> InputError:
@@ -161,12 +190,14 @@ def probe(path: Path | str) -> MediaInfo:
     rotation = round(float(rotation_match.group(1))) if rotation_match else 0
     if rotation % 180 != 0:  # ffmpeg auto-rotates while decoding: frames come out turned
         width, height = height, width
-    fps, packets = _rate_from_packets(done.stdout.decode(errors="replace"))
-    if fps is None:
-        text_rate = next(
-            (p.split()[0] for p in parts if p.endswith(" fps") or p.endswith(" tbr")), ""
-        )
-        fps = _rate_from_text(text_rate)
+    timing = _packet_timing(done.stdout.decode(errors="replace"))
+    packets = timing.count
+    fps = _choose_rate(
+        timing,
+        _rate_from_text(
+            next((p.split()[0] for p in parts if p.endswith(" fps") or p.endswith(" tbr")), "")
+        ),
+    )
     if fps is None:
         raise InputError(f"{path}: cannot tell the video's frame rate")
     audio = re.search(r"Stream #0:\d+.*?: Audio: (\w+)", stderr)
