@@ -1,0 +1,61 @@
+"""The scripts run and print what their docs promise (tiny inputs: these are not benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_transport_prints_one_json_object() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_transport.py",
+            "--size",
+            "64x48",
+            "--frames",
+            "20",
+            "--repeat",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    for key in ("copy_fps", "thread_fps", "pickle_fps", "shm_fps"):
+        assert result[key] > 0
+
+
+def test_make_sample_writes_the_clip_it_is_asked_for(tmp_path) -> None:
+    out = tmp_path / "clip.mkv"
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/make_sample.py",
+            out,
+            "--size",
+            "96x64",
+            "--frames",
+            "7",
+            "--fps",
+            "30000/1001",
+            "--audio",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    from pipeline.media import count_decoded_frames, probe
+
+    info = probe(out)
+    assert (info.width, info.height, str(info.fps)) == (96, 64, "30000/1001")
+    assert info.audio_codec == "aac" and count_decoded_frames(out) == 7
