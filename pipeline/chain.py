@@ -55,7 +55,7 @@ class StageChain:
                 ) from exc
         return frame
 
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
-        """Processed frames with their indices, in order."""
-        for index, frame in enumerate(frames):
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Processed frames with their indices (the first is `start`), in order."""
+        for index, frame in enumerate(frames, start):
             yield index, self.apply(frame, index)

@@ -38,6 +38,7 @@ def ordered_window(
     submit: Callable[[int, np.ndarray], T],
     collect: Callable[[T], Indexed],
     window: int,
+    start: int = 0,
 ) -> Iterator[Indexed]:
     """Submit frames as they come, keep at most `window` in flight, yield results in order.
 
@@ -45,7 +46,7 @@ def ordered_window(
     to i, so frame i's buffers may be reused: that is what bounds a mapper's memory.
     """
     pending: collections.deque[T] = collections.deque()
-    for index, frame in enumerate(frames):
+    for index, frame in enumerate(frames, start):
         pending.append(submit(index, frame))
         if len(pending) >= window:
             yield collect(pending.popleft())
@@ -68,8 +69,8 @@ class FrameMapper(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
-        """Processed frames with their indices, in frame order."""
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
+        """Processed frames with their indices (the first is `start`), in frame order."""
 
     def __enter__(self) -> FrameMapper:
         return self
@@ -104,8 +105,8 @@ class InlineMapper(FrameMapper):
     def __exit__(self, *exc: Any) -> None:
         self._chain.__exit__(*exc)
 
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
-        return self._chain.map(frames)
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
+        return self._chain.map(frames, start)
 
 
 class ThreadMapper(FrameMapper):
@@ -156,10 +157,10 @@ class ThreadMapper(FrameMapper):
             stats[1] += busy
         return out
 
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         executor = self._executor
         if executor is None:
-            return self._chain.map(frames)
+            return self._chain.map(frames, start)
 
         def submit(index: int, frame: np.ndarray) -> tuple[int, Future[np.ndarray]]:
             return index, executor.submit(self._apply, frame, index)
@@ -167,4 +168,4 @@ class ThreadMapper(FrameMapper):
         def collect(item: tuple[int, Future[np.ndarray]]) -> Indexed:
             return item[0], item[1].result()
 
-        return ordered_window(frames, submit, collect, self.window)
+        return ordered_window(frames, submit, collect, self.window, start)

@@ -188,13 +188,14 @@ class ProcessMapper(FrameMapper):
         if message[0] == "frame":
             self._done[message[1]] = message[2]
 
-    def map(self, frames: Iterator[np.ndarray]) -> Iterator[Indexed]:
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         if not self._count:
-            return enumerate(frames)
+            return enumerate(frames, start)
         shm = self._transport is Transport.SHM
 
         def submit(index: int, frame: np.ndarray) -> int:
-            self._jobs.put((index, index % self._slots if shm else frame))
+            # The decoder filled slot (its own count) % slots; its count starts at 0.
+            self._jobs.put((index, (index - start) % self._slots if shm else frame))
             return index
 
         def collect(index: int) -> Indexed:
@@ -204,4 +205,4 @@ class ProcessMapper(FrameMapper):
             payload = self._done.pop(index)
             return index, self._rings[1].frames[payload] if shm else payload
 
-        return ordered_window(frames, submit, collect, self.window)
+        return ordered_window(frames, submit, collect, self.window, start)

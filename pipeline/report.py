@@ -85,6 +85,8 @@ class TaskResult:
     thumbnails: int
     processes: list[ProcessStats] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
+    #: Per-frame digests of a segment, for the layout that joins segments (not reported).
+    frame_digests: bytes = field(default=b"", repr=False)
 
     @property
     def compression_ratio(self) -> float:
@@ -93,7 +95,7 @@ class TaskResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        del data["name"], data["processes"]
+        del data["name"], data["processes"], data["frame_digests"]
         data["compression_ratio"] = round(self.compression_ratio, 4)
         return data
 

@@ -24,6 +24,7 @@ from .media.sink import Encoder
 from .media.source import Decoder
 from .report import TaskResult
 from .saves import save_thumbnail, thumbnail_path, write_checkpoint
+from .segments import Segment
 from .tasks import Task
 
 __all__ = ["FrameDigest", "checkpoint_path", "run_task"]
@@ -33,14 +34,30 @@ class FrameDigest:
     """sha256 over the sha256 digests of every frame, in frame order.
 
     Per-frame digests make the result computable by any layout, including ones that process
-    frames or segments out of order: they only need to combine the per-frame digests in order.
+    frames or segments out of order: they only need to combine the per-frame digests in order
+    (`combine`). With `keep`, the per-frame digests are kept too (32 bytes a frame).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = False) -> None:
         self._outer = hashlib.sha256()
+        self._keep = keep
+        self._kept: list[bytes] = []
 
     def update(self, frame: np.ndarray) -> None:
-        self._outer.update(hashlib.sha256(np.ascontiguousarray(frame).data).digest())
+        inner = hashlib.sha256(np.ascontiguousarray(frame).data).digest()
+        self._outer.update(inner)
+        if self._keep:
+            self._kept.append(inner)
+
+    @property
+    def kept(self) -> bytes:
+        """The kept per-frame digests, concatenated."""
+        return b"".join(self._kept)
+
+    @staticmethod
+    def combine(parts: list[bytes]) -> str:
+        """The digest of a video from the kept per-frame digests of its parts, in order."""
+        return hashlib.sha256(b"".join(parts)).hexdigest()
 
     def hexdigest(self) -> str:
         return self._outer.hexdigest()
@@ -70,11 +87,15 @@ def run_task(
     *,
     save_every: int,
     mapper_factory: MapperFactory = InlineMapper,
+    segment: Segment | None = None,
 ) -> TaskResult:
     """Run `task` on `media` in the calling thread and return what it produced.
 
     `mapper_factory` decides where the stages run (inline by default, or a thread or process
     pool); decoding, digests, encoding, progress and saves stay in the calling thread.
+    With `segment`, only that range of frames is processed, into the segment's piece (no audio,
+    no checkpoint: the layout that planned the segments keeps those), and the result carries
+    the per-frame digests so that the layout can combine them.
 
     Raises `StageError`, `MediaError`, `SaveError` or `Interrupted` (when `helpers` is
     cancelled); whatever happens, the decoder and encoder are stopped, the stages torn down, and
@@ -83,9 +104,11 @@ def run_task(
     started = time.perf_counter()
     in_spec = task.input_spec(media)
     out_spec = task.output_spec(media)
-    output = out_dir / task.output
+    output = segment.piece if segment else out_dir / task.output
+    keep_audio = task.keep_audio and segment is None
+    first = segment.first_frame if segment else 0
     thumbs: list[str] = []
-    digest = FrameDigest()
+    digest = FrameDigest(keep=segment is not None)
     frames = 0
     threads: set[str] = set()  # threads seen in this process while the task ran
     helpers.progress.started(task.name, media.packets)
@@ -98,24 +121,26 @@ def run_task(
                 ring=mapper.window + 2,
                 buffers=mapper.buffers(),
                 label=task.name,
+                start=segment.seek if segment else None,
+                frames=segment.frames if segment else None,
             ) as decoder,
             Encoder(
                 output,
                 out_spec,
                 task.encoder,
-                audio_from=Path(media.path) if task.keep_audio else None,
+                audio_from=Path(media.path) if keep_audio else None,
                 audio_codec=media.audio_codec,
                 label=task.name,
             ) as encoder,
         ):
-            for index, frame in mapper.map(iter(decoder)):
+            for index, frame in mapper.map(iter(decoder), first):
                 if helpers.cancelled.is_set():
                     raise Interrupted()
                 digest.update(frame)
                 encoder.write(frame)
-                frames = index + 1
+                frames = index + 1 - first
                 helpers.progress.update(task.name, frames)
-                if index == 0:
+                if index == first:
                     threads.update(t.name for t in threading.enumerate())
                 if index % save_every == 0:
                     thumb = thumbnail_path(out_dir, task.name, index)
@@ -123,13 +148,14 @@ def run_task(
                     helpers.saver.submit(
                         partial(save_thumbnail, thumb, frame.copy(), out_spec.pix_fmt)
                     )
-                    helpers.saver.submit(
-                        partial(
-                            write_checkpoint,
-                            checkpoint_path(out_dir, task.name),
-                            _checkpoint(task, frames, thumbs, complete=False),
+                    if segment is None:
+                        helpers.saver.submit(
+                            partial(
+                                write_checkpoint,
+                                checkpoint_path(out_dir, task.name),
+                                _checkpoint(task, frames, thumbs, complete=False),
+                            )
                         )
-                    )
             decoder.close()
             if helpers.cancelled.is_set():
                 raise Interrupted()
@@ -141,19 +167,20 @@ def run_task(
         if helpers.cancelled.is_set():
             raise Interrupted() from exc  # ffmpeg was killed to stop us: not its failure
         raise
-    helpers.saver.submit(
-        partial(
-            write_checkpoint,
-            checkpoint_path(out_dir, task.name),
-            _checkpoint(task, frames, thumbs, complete=True),
+    if segment is None:
+        helpers.saver.submit(
+            partial(
+                write_checkpoint,
+                checkpoint_path(out_dir, task.name),
+                _checkpoint(task, frames, thumbs, complete=True),
+            )
         )
-    )
     processes = [s for s in (decoder.stats, encoder.stats) if s is not None] + mapper.processes
     result = TaskResult(
         name=task.name,
         frames=frames,
         seconds=time.perf_counter() - started,
-        output=task.output,
+        output=output.name,
         frame_digest=digest.hexdigest(),
         pid=os.getpid(),
         threads=sorted(threads.union(t.name for t in threading.enumerate())),
@@ -165,10 +192,11 @@ def run_task(
         input_bytes=media.size_bytes,
         output_bytes=output.stat().st_size,
         size_fix=task.size_fix,
-        audio=media.audio_codec if task.keep_audio else None,
+        audio=media.audio_codec if keep_audio else None,
         thumbnails=len(thumbs),
         processes=processes,
         workers=mapper.workers,
+        frame_digests=digest.kept,
     )
     helpers.progress.finished(task.name, result)
     return result

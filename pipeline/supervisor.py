@@ -212,6 +212,10 @@ class Supervisor:
             done.append(worker.name)
         return done
 
+    def result(self, name: str) -> Any:
+        """The result of the finished worker `name`."""
+        return next(w.result for w in self._workers if w.name == name and w.finished)
+
     def results(self) -> dict[str, Any]:
         """Wait for every worker; return their results by name, or raise the first failure."""
         while self.running:

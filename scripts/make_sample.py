@@ -27,6 +27,8 @@ def make_sample(
     audio: bool = False,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
+    gop: int | None = None,
+    bframes: int | None = None,
 ) -> Path:
     """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error."""
     args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
@@ -39,6 +41,10 @@ def make_sample(
     args += ["-frames:v", str(frames), "-c:v", codec, "-pix_fmt", pix_fmt]
     if codec == "libx264":
         args += ["-preset", "ultrafast"]
+    if gop is not None:  # a keyframe every `gop` frames (closed GOPs, so each decodes alone)
+        args += ["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+    if bframes is not None:  # reordered frames: decode order differs from display order
+        args += ["-bf", str(bframes)]
     if audio:
         args += ["-c:a", "aac", "-shortest"]
     args.append(str(out))
@@ -57,6 +63,8 @@ def main() -> int:
     parser.add_argument("--audio", action="store_true", help="add a sine-tone audio track")
     parser.add_argument("--codec", default="libx264", help="video encoder (libx264)")
     parser.add_argument("--pix-fmt", default="yuv420p", help="pixel format (yuv420p)")
+    parser.add_argument("--gop", type=int, help="keyframe interval in frames")
+    parser.add_argument("--bframes", type=int, help="B-frames between references")
     args = parser.parse_args()
     try:
         make_sample(
@@ -67,6 +75,8 @@ def main() -> int:
             audio=args.audio,
             codec=args.codec,
             pix_fmt=args.pix_fmt,
+            gop=args.gop,
+            bframes=args.bframes,
         )
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -41,10 +41,15 @@ def make_clip(tmp_path_factory: pytest.TempPathFactory) -> MakeClip:
     return make
 
 
+#: 160x120, 12 frames at 25 fps with audio; a keyframe every 4 frames and B-frames, so that
+#: segments have somewhere to cut and frames are reordered between decoding and display.
+TINY = {"size": "160x120", "frames": 12, "audio": True, "gop": 4, "bframes": 2}
+
+
 @pytest.fixture
 def tiny_clip(make_clip: MakeClip) -> Path:
-    """160x120, 12 frames at 25 fps, with audio."""
-    return make_clip("tiny.mp4", size="160x120", frames=12, audio=True)
+    """The TINY clip."""
+    return make_clip("tiny.mp4", **TINY)
 
 
 def _children() -> list[psutil.Process]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 from pipeline import RunOptions, StartMethod, run
 from pipeline.config import Transport
@@ -30,12 +31,14 @@ VARIANTS = [
     ("pool", FORKSERVER, SHM),
     ("pool", SPAWN, PICKLE),
     ("pool", FORK, PICKLE),
+    ("segments", SPAWN, SHM),
+    ("segments", FORK, SHM),
 ]
 
 
 @pytest.fixture(scope="module")
 def serial_digests(make_clip, tmp_path_factory) -> dict[str, str]:
-    clip = make_clip("tiny.mp4", size="160x120", frames=12, audio=True)
+    clip = make_clip("tiny.mp4", **TINY)
     out = tmp_path_factory.mktemp("serial")
     report = run(clip, RunOptions(out_dir=out, layout="serial", save_every=5))
     return {name: task.frame_digest for name, task in report.tasks.items()}

@@ -68,6 +68,12 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "a process per task, and for each a pool of --workers processes running the "
             "per-frame stages; frames travel by --transport shm (slot numbers) or pickle",
         ),
+        LayoutInfo(
+            "segments",
+            "pipeline.layouts.segments",
+            "each task's video cut at keyframes into --workers ranges, one process each "
+            "(decode, stages, encode a piece); pieces joined without re-encoding",
+        ),
     )
 }
 

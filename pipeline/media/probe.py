@@ -38,6 +38,9 @@ class MediaInfo:
     fps: Fraction
     packets: int
     audio_codec: str | None
+    #: Keyframes as (frame index in presentation order, seconds from the file's start):
+    #: where a segment can start and decode exactly.
+    keyframes: tuple[tuple[int, Fraction], ...] = ()
 
     def spec(self, pix_fmt: PixelFormat = PixelFormat.BGR24) -> StreamSpec:
         """The stream of decoded frames in `pix_fmt`."""
@@ -58,6 +61,7 @@ class MediaInfo:
                 "fps": f"{self.fps.numerator}/{self.fps.denominator}",
                 "fps_float": round(float(self.fps), 4),
                 "packets": self.packets,
+                "keyframes": len(self.keyframes),
             },
             "audio": {"codec": self.audio_codec} if self.audio_codec else None,
         }
@@ -111,6 +115,13 @@ class _PacketTiming:
     count: int
     duration_rate: Fraction | None  # from packet durations, when they are all equal
     pts_rate: Fraction | None  # from how far the timestamps advance over the whole stream
+    keyframes: tuple[tuple[int, Fraction], ...] = ()  # (presentation index, pts in seconds)
+
+
+def _is_key(row: list[str]) -> bool:
+    # framecrc prints "F=0x.." only for packets whose flags are not plain "keyframe"
+    flags = next((f.strip()[2:] for f in row[6:] if f.strip().startswith("F=")), None)
+    return flags is None or bool(int(flags, 16) & 1)
 
 
 def _packet_timing(crc: str) -> _PacketTiming:
@@ -131,7 +142,11 @@ def _packet_timing(crc: str) -> _PacketTiming:
     pts = sorted(int(row[2]) for row in rows)
     span = (pts[-1] - pts[0]) * unit
     pts_rate = (len(pts) - 1) / span if span > 0 else None
-    return _PacketTiming(len(rows), duration_rate, pts_rate)
+    order = {value: index for index, value in enumerate(pts)}
+    keyframes = tuple(
+        sorted((order[int(row[2])], int(row[2]) * unit) for row in rows if _is_key(row))
+    )
+    return _PacketTiming(len(rows), duration_rate, pts_rate, keyframes)
 
 
 def _close(a: Fraction, b: Fraction, tolerance: float) -> bool:
@@ -202,6 +217,8 @@ def probe(path: Path | str) -> MediaInfo:
         raise InputError(f"{path}: cannot tell the video's frame rate")
     audio = re.search(r"Stream #0:\d+.*?: Audio: (\w+)", stderr)
     container = re.search(r"Input #0, (.+?), from", stderr)
+    start_match = re.search(r"Duration: .*?, start: (-?[\d.]+)", stderr)
+    start = Fraction(start_match.group(1)) if start_match else Fraction(0)
     duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", stderr)
     return MediaInfo(
         path=str(path),
@@ -220,6 +237,7 @@ def probe(path: Path | str) -> MediaInfo:
         fps=fps,
         packets=packets,
         audio_codec=audio.group(1) if audio else None,
+        keyframes=tuple((index, pts - start) for index, pts in timing.keyframes),
     )
 
 

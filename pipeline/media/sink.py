@@ -13,7 +13,7 @@ from ..report import ProcessStats
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 
-__all__ = ["Encoder", "partial_path"]
+__all__ = ["Encoder", "join_pieces", "partial_path"]
 
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
@@ -57,9 +57,7 @@ class Encoder:
         args = ["-y", "-f", "rawvideo", "-pix_fmt", spec.pix_fmt.value]
         args += ["-s", f"{spec.width}x{spec.height}"]
         args += ["-framerate", f"{spec.fps.numerator}/{spec.fps.denominator}", "-i", "-"]
-        if self.audio_from is not None:
-            audio = "copy" if self.audio_codec in _MP4_AUDIO else "aac"
-            args += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", audio]
+        args += _audio_args(self.audio_from, self.audio_codec)
         args += ["-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)]
         args += ["-threads", str(s.threads), "-pix_fmt", "yuv420p"]
         args += ["-movflags", "+faststart", "-f", "mp4", str(self.partial)]
@@ -115,3 +113,46 @@ class Encoder:
     def stats(self) -> ProcessStats | None:
         """CPU time and peak memory of the encoder, once it has finished."""
         return self._proc.stats if self._proc else None
+
+
+def _audio_args(audio_from: Path | None, audio_codec: str | None) -> list[str]:
+    if audio_from is None or audio_codec is None:
+        return []
+    codec = "copy" if audio_codec in _MP4_AUDIO else "aac"
+    return ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", codec]
+
+
+def join_pieces(
+    pieces: list[Path],
+    path: Path,
+    *,
+    audio_from: Path | None = None,
+    audio_codec: str | None = None,
+    label: str = "",
+) -> ProcessStats | None:
+    """Join H.264 pieces into `path` without re-encoding, muxing the audio of `audio_from`.
+
+    Uses ffmpeg's concat demuxer with stream copy; written to `<path>.part` and renamed when
+    complete. Returns the joining ffmpeg's stats; raises `MediaError` if it fails.
+    """
+    listing = path.with_name(path.name + ".pieces.txt")
+    partial = partial_path(path)
+    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in pieces))
+    args = ["-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    args += _audio_args(audio_from, audio_codec)
+    args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", str(partial)]
+    proc = FFmpegProcess(args, role=f"ffmpeg-join:{label}", stdin=False, stdout=False)
+    try:
+        if proc.wait() != 0:
+            how = describe_exit(proc.returncode)
+            raise MediaError(
+                f"{path.name}: joining {len(pieces)} pieces failed ({how})",
+                stderr_tail=proc.stderr_tail(),
+            )
+        partial.replace(path)
+    finally:
+        proc.kill()
+        proc.wait()
+        listing.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return proc.stats

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ __all__ = ["Decoder"]
 class Decoder:
     """Frames of `path` as numpy arrays of `spec`, in decode order, one per decoded frame.
 
-    `label` (the task's name) names the ffmpeg process in reports.
+    `label` (the task's name) names the ffmpeg process in reports. With `start` (seconds from
+    the file's start, best a keyframe's) decoding begins at that frame; with `frames` it stops
+    after that many.
     Frames are read straight into a ring of `ring` preallocated buffers (or the given `buffers`,
     such as shared-memory slots): a yielded frame stays valid until `len(ring) - 1` further
     frames have been read; copy it to keep it longer. Stages may
@@ -34,8 +38,12 @@ class Decoder:
         ring: int = 3,
         buffers: list[np.ndarray] | None = None,
         label: str = "",
+        start: Fraction | None = None,
+        frames: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.start = start
+        self.limit = frames
         self.spec = spec
         self._ring = buffers or [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
         self._proc: FFmpegProcess | None = None
@@ -44,12 +52,20 @@ class Decoder:
         self._role = f"ffmpeg-decode:{label}" if label else "ffmpeg-decode"
 
     def __enter__(self) -> Decoder:
+        seek = []
+        if self.start:
+            # Rounded down to ffmpeg's microseconds: the frame at `start` is kept, and the one
+            # before it (a frame duration earlier) is not.
+            seek = ["-ss", f"{math.floor(self.start * 1_000_000) / 1_000_000:.6f}"]
+        limit = ["-frames:v", str(self.limit)] if self.limit is not None else []
         self._proc = FFmpegProcess(
             [
+                *seek,
                 "-i",
                 str(self.path),
                 "-map",
                 "0:v:0",
+                *limit,
                 "-fps_mode",
                 "passthrough",
                 "-f",
