@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_tree_gone, shm_segments, tagged_processes
 from stages_for_tests import DieAt, FailAt
 
 from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
 from pipeline.errors import RemoteTraceback
 from pipeline.job import execute, plan
+from pipeline.layouts import LAYOUTS as REGISTERED
 from pipeline.tasks import Task
 
 LAYOUTS = ["serial", "threads", "processes"]
@@ -80,16 +83,12 @@ def test_a_killed_worker_exits_1_from_the_cli(method, cli, tmp_path, make_clip) 
     assert stderr.strip().splitlines() == [
         "error: task 'render': worker process died (killed by SIGKILL)"
     ]
-    from conftest import assert_tree_gone
-
     assert_tree_gone(cli.tag)
     assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
 
 
 def _wait_for_worker(tag: str, output: str, timeout: float = 30):  # type: ignore[no-untyped-def]
     """The worker process writing `output`: the parent of the ffmpeg encoder that writes it."""
-    from conftest import tagged_processes
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in tagged_processes(tag):
@@ -103,24 +102,35 @@ def _wait_for_worker(tag: str, output: str, timeout: float = 30):  # type: ignor
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", list(REGISTERED))
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_exits_promptly_and_leaves_nothing(
     layout, signum, code, cli, tmp_path, make_clip
 ) -> None:
-    clip = make_clip("long.mp4", size="320x240", frames=300)
+    clip = make_clip("long.mp4", size="320x240", frames=300, gop=30)
     out = tmp_path / "out"
     proc = cli.start(
-        "run", clip, "--out", out, "--layout", layout, "--particles", "2000", "--save-every", "1"
+        "run",
+        clip,
+        "--out",
+        out,
+        "--layout",
+        layout,
+        "--workers",
+        "2",
+        "--particles",
+        "2000",
+        "--save-every",
+        "1",
     )
     deadline = time.monotonic() + 30
-    while not (out / "render.checkpoint.json").exists():
+    while not list((out / "thumbnails" / "render").glob("*.jpg")):
         assert proc.poll() is None and time.monotonic() < deadline, "run never got going"
         time.sleep(0.02)
+    if layout == "pool":
+        assert shm_segments(), "the pool moves frames through shared memory"
     sent = time.monotonic()
     if signum == signal.SIGINT:
-        import os
-
         os.killpg(proc.pid, signum)  # Ctrl-C: the terminal signals the whole foreground group
     else:
         proc.send_signal(signum)
@@ -129,8 +139,7 @@ def test_interrupt_exits_promptly_and_leaves_nothing(
     assert proc.returncode == code, stderr
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in stderr and stderr.startswith("error: interrupted")
-    from conftest import assert_tree_gone
-
     assert_tree_gone(cli.tag)
+    assert not shm_segments()
     assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
-    assert not (out / "report.json").exists()
+    assert not (out / "report.json").exists() and not (out / ".pieces").exists()

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_tree_gone, shm_segments
 from stages_for_tests import BurnCpu, FailAt
 
 from pipeline import EncoderSettings, RunOptions, StageError
@@ -55,38 +51,3 @@ def test_a_stage_error_in_a_pool_worker_fails_the_run_cleanly(
     assert (caught.value.stage, caught.value.index) == ("fail-at", 5)
     assert not list(tmp_path.glob("*.part"))
     # the autouse fixture checks that no process and no shared-memory segment is left
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("layout", ["pool", "hybrid"])
-def test_an_interrupted_pool_leaves_nothing(layout, cli, tmp_path, make_clip) -> None:
-    clip = make_clip("long.mp4", size="320x240", frames=300)
-    out = tmp_path / "out"
-    proc = cli.start(
-        "run",
-        clip,
-        "--out",
-        out,
-        "--layout",
-        layout,
-        "--workers",
-        "2",
-        "--particles",
-        "2000",
-        "--save-every",
-        "1",
-    )
-    deadline = time.monotonic() + 30
-    while not (out / "render.checkpoint.json").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "run never got going"
-        time.sleep(0.02)
-    if layout == "pool":
-        assert shm_segments(), "the pool moves frames through shared memory"
-    sent = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=10)
-    assert proc.returncode == 130, stderr
-    assert time.monotonic() - sent < 3
-    assert_tree_gone(cli.tag)
-    assert not shm_segments()
-    assert not list(out.glob("*.part"))
