@@ -80,9 +80,10 @@ class Animate(Stage):
             cv2.circle(layer, (x, y), particle[8], particle[9], -1, cv2.LINE_AA)
         out = cv2.add(frame, layer)
         halo = layer
-        for n in range(self.glow):
-            # Each pass spreads the light further; the sum looks like a soft bloom.
-            halo = cv2.GaussianBlur(halo, (0, 0), self._sigma * (n + 1))
+        for _ in range(self.glow):
+            # Each pass blurs the last one again, spreading the light further at the same cost;
+            # the sum of the passes looks like a soft bloom.
+            halo = cv2.GaussianBlur(halo, (0, 0), self._sigma)
             out = cv2.add(out, halo)
         self._draw_text(out, index)
         return out
