@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 
+from . import trace
 from .errors import StageError
 from .stages.base import Stage, StreamSpec
 
@@ -23,6 +25,8 @@ class StageChain:
         self.stages = stages
         self.spec = spec
         self._ready: list[Stage] = []
+        self.seconds: dict[str, float] = {}  # time in each stage, summed over frames
+        self._lock = threading.Lock()  # frame pools apply from several threads
 
     def __enter__(self) -> StageChain:
         spec = self.spec
@@ -44,6 +48,7 @@ class StageChain:
 
     def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         for stage in self.stages:
+            begin = trace.now()
             try:
                 frame = stage.process(frame, index)
             except Exception as exc:
@@ -53,6 +58,10 @@ class StageChain:
                     index=index,
                     error=f"{type(exc).__name__}: {exc}",
                 ) from exc
+            end = trace.now()
+            with self._lock:
+                self.seconds[stage.name] = self.seconds.get(stage.name, 0.0) + (end - begin) / 1e9
+            trace.span(stage.name, "stage", begin, end, frame=index)
         return frame
 
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[tuple[int, np.ndarray]]:

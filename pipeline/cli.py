@@ -7,6 +7,7 @@ failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -70,16 +71,21 @@ def _add_run(sub: Any) -> None:
         help="x264 threads per encoder; 0 lets x264 choose (0)",
     )
     p.add_argument(
+        "--workload",
+        default="default",
+        metavar="NAME",
+        help="preset: default, gil-bound, gil-free, io (see `vidpipe workloads`); "
+        "options given explicitly override it",
+    )
+    p.add_argument(
         "--particles",
         type=int,
-        default=300,
         metavar="N",
         help="render: particles, computed in pure Python (300)",
     )
     p.add_argument(
         "--glow",
         type=int,
-        default=2,
         metavar="N",
         help="render: glow blur passes, run in OpenCV (2)",
     )
@@ -87,7 +93,6 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--save-every",
         type=int,
-        default=25,
         metavar="N",
         help="thumbnail and checkpoint every N frames (25)",
     )
@@ -115,6 +120,11 @@ def _add_run(sub: Any) -> None:
         choices=[t.value for t in Transport],
         help="pool: how frames travel between processes (shm)",
     )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="write DIR/trace.json, a timeline of every process and thread",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
@@ -137,23 +147,35 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_probe)
     p = sub.add_parser("layouts", help="list the layouts and what runs where")
     p.set_defaults(func=_cmd_layouts)
+    p = sub.add_parser("workloads", help="list the workload presets")
+    p.set_defaults(func=_cmd_workloads)
     return parser
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(
+    from .workloads import apply_workload
+
+    explicit = {k for k in ("particles", "glow", "save_every") if getattr(args, k) is not None}
+    animation = AnimationSettings(seed=args.seed)
+    if args.particles is not None:
+        animation = dataclasses.replace(animation, particles=args.particles)
+    if args.glow is not None:
+        animation = dataclasses.replace(animation, glow=args.glow)
+    options = RunOptions(
         out_dir=args.out,
         layout=args.layout,
         tasks=args.tasks,
         height=args.height,
         encoder=EncoderSettings(crf=args.crf, preset=args.preset, threads=args.encoder_threads),
-        animation=AnimationSettings(particles=args.particles, glow=args.glow, seed=args.seed),
-        save_every=args.save_every,
+        animation=animation,
+        save_every=args.save_every if args.save_every is not None else 25,
         start_method=StartMethod(args.start_method),
         opencv_threads=args.opencv_threads,
         workers=args.workers,
         transport=Transport(args.transport),
+        trace=args.trace,
     )
+    return apply_workload(options, args.workload, explicit)
 
 
 def _megabytes(n: int) -> str:
@@ -191,6 +213,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if t.size_fix:
             print(f"{'':<10} note: {t.size_fix}")
+    for name, t in report.tasks.items():
+        phase, share = t.bottleneck()
+        if phase:
+            print(f"{name}: most time went to {phase} ({share:.0%} of {t.seconds:.2f} s)")
+    if options.trace:
+        print(f"trace: {options.out_dir / 'trace.json'} (open in https://ui.perfetto.dev)")
     print(f"report: {options.out_dir / 'report.json'}")
     return 0
 
@@ -212,6 +240,16 @@ def _cmd_layouts(args: argparse.Namespace) -> int:
     width = max(len(name) for name in LAYOUTS)
     for info in LAYOUTS.values():
         print(f"{info.name:<{width}}  {info.summary}")
+    return 0
+
+
+def _cmd_workloads(args: argparse.Namespace) -> int:
+    from .workloads import WORKLOADS
+
+    width = max(len(name) for name in WORKLOADS)
+    for w in WORKLOADS.values():
+        saves = f", save every {w.save_every}" if w.save_every else ""
+        print(f"{w.name:<{width}}  particles {w.particles}, glow {w.glow}{saves}: {w.summary}")
     return 0
 
 

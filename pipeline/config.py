@@ -103,6 +103,7 @@ class RunOptions:
     opencv_threads: int | None = None
     workers: int | None = None
     transport: Transport = Transport.SHM
+    trace: bool = False
 
     def __post_init__(self) -> None:
         _check(len(self.tasks) > 0, "--tasks needs at least one task")

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import trace
 from .chain import StageChain
 from .report import ProcessStats, WorkerStats
 from .stages.base import StreamSpec
@@ -63,6 +64,12 @@ class FrameMapper(abc.ABC):
     def __init__(self) -> None:
         self.workers: list[WorkerStats] = []
         self.processes: list[ProcessStats] = []
+        #: Time the task's thread waited for a pool's results.
+        self.wait_seconds = 0.0
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Time spent in each stage, summed over frames and workers."""
+        return {}
 
     def buffers(self) -> list[np.ndarray] | None:
         """Buffers the decoder must read into (a shared-memory ring), or None for its own."""
@@ -108,6 +115,9 @@ class InlineMapper(FrameMapper):
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         return self._chain.map(frames, start)
 
+    def stage_seconds(self) -> dict[str, float]:
+        return dict(self._chain.seconds)
+
 
 class ThreadMapper(FrameMapper):
     """Runs frame-independent stages on `workers` threads of the task's process.
@@ -146,6 +156,9 @@ class ThreadMapper(FrameMapper):
             for name, (frames, busy) in sorted(self._stats.items())
         ]
 
+    def stage_seconds(self) -> dict[str, float]:
+        return dict(self._chain.seconds)
+
     def _apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         started = time.perf_counter()
         out = self._chain.apply(frame, index)
@@ -166,6 +179,11 @@ class ThreadMapper(FrameMapper):
             return index, executor.submit(self._apply, frame, index)
 
         def collect(item: tuple[int, Future[np.ndarray]]) -> Indexed:
-            return item[0], item[1].result()
+            begin = trace.now()
+            result = item[1].result()
+            end = trace.now()
+            self.wait_seconds += (end - begin) / 1e9
+            trace.span("wait for threads", "wait", begin, end, frame=item[0])
+            return item[0], result
 
         return ordered_window(frames, submit, collect, self.window, start)

@@ -18,11 +18,13 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from . import trace
 from .chain import StageChain
 from .config import Transport
 from .framemap import FrameMapper, Indexed, ordered_window
@@ -50,16 +52,32 @@ def _pool_worker(
     rings: tuple[str, str, int] | None,
     jobs: Any,
     opencv_threads: int | None,
-) -> tuple[WorkerStats, Any]:
+    trace_dir: Path | None,
+) -> tuple[WorkerStats, Any, dict[str, float]]:
+    with trace.session(f"pool worker {name} of {task}", trace_dir):
+        return _pool_loop(link, name, task, stages, spec, rings, jobs, opencv_threads)
+
+
+def _pool_loop(
+    link: WorkerLink,
+    name: str,
+    task: str,
+    stages: tuple[Any, ...],
+    spec: StreamSpec,
+    rings: tuple[str, str, int] | None,
+    jobs: Any,
+    opencv_threads: int | None,
+) -> tuple[WorkerStats, Any, dict[str, float]]:
     if opencv_threads is not None:
         cv2.setNumThreads(opencv_threads)
     in_ring = out_ring = None
     if rings is not None:
         in_ring = SharedFrameRing.attach(rings[0], spec, rings[2])
         out_ring = SharedFrameRing.attach(rings[1], _output_spec(stages, spec), rings[2])
-    frames, busy, waiting = 0, 0.0, 0.0
+    frames, busy, waiting, copying = 0, 0.0, 0.0, 0.0
+    chain = StageChain(task, stages, spec)
     try:
-        with StageChain(task, stages, spec) as chain:
+        with chain:
             while True:
                 started = time.perf_counter()
                 job = jobs.get()
@@ -70,18 +88,26 @@ def _pool_worker(
                 started = time.perf_counter()
                 if in_ring is not None and out_ring is not None:
                     out = chain.apply(in_ring.frames[payload], index)
+                    begin = trace.now()
                     np.copyto(out_ring.frames[payload], out)
                     link.send("frame", index, payload)
                 else:
-                    link.send("frame", index, chain.apply(payload, index))
+                    out = chain.apply(payload, index)
+                    begin = trace.now()
+                    link.send("frame", index, out)  # pickled into the pipe
+                end = trace.now()
+                copying += (end - begin) / 1e9
+                trace.span("copy", "copy", begin, end, frame=index)
                 busy += time.perf_counter() - started
                 frames += 1
     finally:
         for ring in (in_ring, out_ring):
             if ring is not None:
                 ring.close()
-    stats = WorkerStats(name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting)
-    return stats, self_stats(f"pool:{task}")
+    stats = WorkerStats(
+        name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting, copy_seconds=copying
+    )
+    return stats, self_stats(f"pool:{task}"), chain.seconds
 
 
 class ProcessMapper(FrameMapper):
@@ -101,6 +127,7 @@ class ProcessMapper(FrameMapper):
         start_method: str,
         run_id: str,
         opencv_threads: int | None = None,
+        trace_dir: Path | None = None,
     ) -> None:
         super().__init__()
         parallel = bool(stages) and all(stage.frame_independent for stage in stages)
@@ -115,8 +142,11 @@ class ProcessMapper(FrameMapper):
         self._context = multiprocessing.get_context(start_method)
         self._run_id = run_id
         self._opencv_threads = opencv_threads
+        self._trace_dir = trace_dir
         self._rings: list[SharedFrameRing] = []
         self._done: dict[int, Any] = {}
+        self._in_flight = 0
+        self._stage_seconds: dict[str, float] = {}
         self._supervisor: Supervisor | None = None
         self._jobs: Any = None
 
@@ -156,6 +186,7 @@ class ProcessMapper(FrameMapper):
                 rings,
                 self._jobs,
                 self._opencv_threads,
+                self._trace_dir,
                 task=self._task,
                 role=f"pool worker {k}",
             )
@@ -170,9 +201,11 @@ class ProcessMapper(FrameMapper):
                     for _ in range(self._count):
                         self._jobs.put(None)
                     results = self._supervisor.results()
-                    for _, (stats, process) in sorted(results.items()):
+                    for _, (stats, process, seconds) in sorted(results.items()):
                         self.workers.append(stats)
                         self.processes.append(process)
+                        for name, spent in seconds.items():
+                            self._stage_seconds[name] = self._stage_seconds.get(name, 0) + spent
                 self._supervisor.stop()
         finally:
             if self._jobs is not None:
@@ -180,6 +213,9 @@ class ProcessMapper(FrameMapper):
                 self._jobs.close()
             for ring in self._rings:
                 ring.close()
+
+    def stage_seconds(self) -> dict[str, float]:
+        return dict(self._stage_seconds)
 
     def buffers(self) -> list[np.ndarray] | None:
         return self._rings[0].frames if self._rings else None
@@ -196,13 +232,21 @@ class ProcessMapper(FrameMapper):
         def submit(index: int, frame: np.ndarray) -> int:
             # The decoder filled slot (its own count) % slots; its count starts at 0.
             self._jobs.put((index, (index - start) % self._slots if shm else frame))
+            self._in_flight += 1
+            trace.counter("frames in pool", self._in_flight)
             return index
 
         def collect(index: int) -> Indexed:
             assert self._supervisor is not None
+            begin = trace.now()
             while index not in self._done:
                 self._supervisor.pump()
+            end = trace.now()
+            self.wait_seconds += (end - begin) / 1e9
+            trace.span("wait for pool", "wait", begin, end, frame=index)
             payload = self._done.pop(index)
+            self._in_flight -= 1
+            trace.counter("frames in pool", self._in_flight)
             return index, self._rings[1].frames[payload] if shm else payload
 
         return ordered_window(frames, submit, collect, self.window, start)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from . import trace
 from .errors import PipelineError, SaveError
 from .media import ffmpeg
 from .report import TaskResult
@@ -92,7 +93,9 @@ class ThreadProgress(InlineProgress):
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
+                begin = trace.now()
                 self._publish()
+                trace.span("publish", "progress", begin, trace.now())
         except BaseException as exc:  # kept and raised by close(), never only printed
             self.error = exc
 
@@ -146,10 +149,12 @@ class ThreadSaver:
                 if job is None:
                     return
                 if self.error is None:
+                    begin = trace.now()
                     try:
                         job()
                     except Exception as exc:
                         self.error = exc
+                    trace.span("save", "save", begin, trace.now())
             finally:
                 self._queue.task_done()
 
@@ -160,6 +165,7 @@ class ThreadSaver:
     def submit(self, job: SaveJob) -> None:
         self._raise()
         self._queue.put(job)
+        trace.counter("save queue", self._queue.qsize())
 
     def flush(self) -> None:
         """Wait until every submitted job has run; raise if one failed."""

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import trace
 from .config import RunOptions
 from .environment import collect_environment, configure_process, usable_cores
 from .errors import ConfigError
@@ -35,6 +36,11 @@ class RunPlan:
     @property
     def out_dir(self) -> Path:
         return self.options.out_dir
+
+    @property
+    def trace_dir(self) -> Path | None:
+        """Where processes leave their trace events, or None when not tracing."""
+        return trace.trace_dir(self.out_dir) if self.options.trace else None
 
     @property
     def workers(self) -> int:
@@ -67,6 +73,7 @@ def _prepare_out_dir(plan: RunPlan) -> None:
         raise ConfigError(f"--out {out}: directory is not writable")
     # A fresh run replaces what an earlier run left, so nothing stale passes for its output.
     (out / "report.json").unlink(missing_ok=True)
+    (out / "trace.json").unlink(missing_ok=True)
     for task in plan.tasks:
         (out / task.output).unlink(missing_ok=True)
         checkpoint_path(out, task.name).unlink(missing_ok=True)
@@ -101,10 +108,16 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     _prepare_out_dir(plan)
     configure_process(plan.options)
     try:
-        report = layout.run(plan, reporter or NullReporter())
+        with trace.session("main", plan.trace_dir):
+            report = layout.run(plan, reporter or NullReporter())
+        if plan.trace_dir is not None:
+            trace.merge(plan.trace_dir, plan.out_dir / "trace.json")
     except BaseException:
         _remove_leftovers(plan)
         raise
+    finally:
+        if plan.trace_dir is not None:
+            shutil.rmtree(plan.trace_dir, ignore_errors=True)
     report.write(plan.out_dir / "report.json")
     return report
 

@@ -60,6 +60,7 @@ class WorkerStats:
     frames: int
     busy_seconds: float
     wait_seconds: float = 0.0
+    copy_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class TaskResult:
     thumbnails: int
     processes: list[ProcessStats] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
+    #: Seconds the task spent in each phase: "decode" (waiting for frames), "stage <name>",
+    #: "pool" (waiting for a frame pool), "copy" (moving frames to and from pool processes),
+    #: "digest", "encode" (blocked handing frames to the encoder), "saves" (queueing saves).
+    timings: dict[str, float] = field(default_factory=dict)
     #: Per-frame digests of a segment, for the layout that joins segments (not reported).
     frame_digests: bytes = field(default=b"", repr=False)
 
@@ -92,6 +97,26 @@ class TaskResult:
     def compression_ratio(self) -> float:
         """Input size divided by output size (above 1 means the output is smaller)."""
         return self.input_bytes / self.output_bytes if self.output_bytes else 0.0
+
+    def bottleneck(self) -> tuple[str, float]:
+        """The phase that took the task's thread the most time, and its share of the task.
+
+        When the thread mostly waited for a frame pool, the pool's slowest stage is named.
+        """
+        if not self.timings or self.seconds <= 0:
+            return ("", 0.0)
+        stages = {k: v for k, v in self.timings.items() if k.startswith("stage ")}
+        pooled = self.timings.get("pool", 0.0) > 0
+        # With a pool, stage and copy times are summed over its workers, not the task's thread.
+        own = {
+            k: v
+            for k, v in self.timings.items()
+            if not (pooled and (k in stages or k == "copy")) and (pooled or k != "pool")
+        }
+        phase, spent = max(own.items(), key=lambda item: item[1])
+        if phase == "pool" and stages:
+            phase = f"waiting for the pool's {max(stages, key=lambda k: stages[k])}"
+        return (phase, spent / self.seconds)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import trace
 from .errors import Interrupted, MediaError
 from .framemap import InlineMapper, MapperFactory
 from .helpers import Helpers
@@ -110,6 +111,7 @@ def run_task(
     thumbs: list[str] = []
     digest = FrameDigest(keep=segment is not None)
     frames = 0
+    digest_ns = saves_ns = 0
     threads: set[str] = set()  # threads seen in this process while the task ran
     helpers.progress.started(task.name, media.packets)
     try:
@@ -136,13 +138,18 @@ def run_task(
             for index, frame in mapper.map(iter(decoder), first):
                 if helpers.cancelled.is_set():
                     raise Interrupted()
+                begin = trace.now()
                 digest.update(frame)
+                end = trace.now()
+                digest_ns += end - begin
+                trace.span("digest", "digest", begin, end, frame=index)
                 encoder.write(frame)
                 frames = index + 1 - first
                 helpers.progress.update(task.name, frames)
                 if index == first:
                     threads.update(t.name for t in threading.enumerate())
                 if index % save_every == 0:
+                    begin = trace.now()
                     thumb = thumbnail_path(out_dir, task.name, index)
                     thumbs.append(str(thumb.relative_to(out_dir)))
                     helpers.saver.submit(
@@ -156,6 +163,7 @@ def run_task(
                                 _checkpoint(task, frames, thumbs, complete=False),
                             )
                         )
+                    saves_ns += trace.now() - begin
             decoder.close()
             if helpers.cancelled.is_set():
                 raise Interrupted()
@@ -196,6 +204,15 @@ def run_task(
         thumbnails=len(thumbs),
         processes=processes,
         workers=mapper.workers,
+        timings={
+            "decode": decoder.wait_seconds,
+            **{f"stage {name}": spent for name, spent in mapper.stage_seconds().items()},
+            "pool": mapper.wait_seconds,
+            "copy": sum(w.copy_seconds for w in mapper.workers),
+            "digest": digest_ns / 1e9,
+            "encode": encoder.wait_seconds,
+            "saves": saves_ns / 1e9,
+        },
         frame_digests=digest.kept,
     )
     helpers.progress.finished(task.name, result)

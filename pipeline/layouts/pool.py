@@ -27,5 +27,6 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
         start_method=options.start_method.value,
         run_id=plan.run_id,
         opencv_threads=options.opencv_threads,
+        trace_dir=plan.trace_dir,
     )
     return run_task_processes(plan, reporter, mapper)

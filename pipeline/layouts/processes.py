@@ -12,6 +12,7 @@ import dataclasses
 import multiprocessing
 import time
 
+from .. import trace
 from ..config import StartMethod
 from ..environment import configure_process
 from ..framemap import InlineMapper, MapperFactory
@@ -38,7 +39,7 @@ def _task_process(
     reporter: Reporter, task: Task, plan: RunPlan, mapper: MapperFactory
 ) -> TaskResult:
     configure_process(plan.options)
-    with Helpers.threaded(reporter) as helpers:
+    with trace.session(f"task {task.name}", plan.trace_dir), Helpers.threaded(reporter) as helpers:
         result = run_task(
             task,
             plan.media,

@@ -19,6 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from .. import trace
 from ..environment import configure_process
 from ..helpers import Helpers, ThreadSaver
 from ..job import RunPlan, build_report
@@ -38,7 +39,8 @@ __all__ = ["run"]
 def _segment_worker(reporter: Reporter, task: Task, plan: RunPlan, segment: Segment) -> TaskResult:
     configure_process(plan.options)
     segment.piece.parent.mkdir(parents=True, exist_ok=True)
-    with Helpers.threaded(reporter) as helpers:
+    role = f"segment {segment.number} of {task.name}"
+    with trace.session(role, plan.trace_dir), Helpers.threaded(reporter) as helpers:
         result = run_task(
             task,
             plan.media,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import trace
 from ..config import EncoderSettings
 from ..errors import MediaError, describe_exit
 from ..report import ProcessStats
@@ -50,6 +51,7 @@ class Encoder:
         self.audio_codec = audio_codec
         self._proc: FFmpegProcess | None = None
         self._done = False
+        self.wait_seconds = 0.0  # time spent blocked handing frames to ffmpeg
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
     def __enter__(self) -> Encoder:
@@ -73,10 +75,14 @@ class Encoder:
         assert self._proc is not None
         view = np.ascontiguousarray(frame).data.cast("B")
         stream = self._proc.stdin
+        begin = trace.now()
         try:
             while view:
                 written = stream.write(view)
                 view = view[written or 0 :]
+            end = trace.now()
+            self.wait_seconds += (end - begin) / 1e9
+            trace.span("encode", "io", begin, end)
         except BrokenPipeError:
             self._proc.wait()
             raise MediaError(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import trace
 from ..errors import MediaError
 from ..report import ProcessStats
 from ..stages.base import StreamSpec
@@ -48,6 +49,7 @@ class Decoder:
         self._ring = buffers or [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
         self._proc: FFmpegProcess | None = None
         self.frames = 0
+        self.wait_seconds = 0.0  # time spent waiting for ffmpeg to deliver frames
         self._eof = False
         self._role = f"ffmpeg-decode:{label}" if label else "ffmpeg-decode"
 
@@ -91,6 +93,7 @@ class Decoder:
             buffer = self._ring[self.frames % len(self._ring)]
             view = buffer.reshape(-1).data
             filled = 0
+            begin = trace.now()
             while filled < len(view):
                 n = stream.readinto(view[filled:])  # type: ignore[attr-defined]
                 if not n:
@@ -101,6 +104,9 @@ class Decoder:
                 if filled and not self._proc.killed:
                     raise MediaError(f"{self.path}: decoding ended inside a frame")
                 return
+            end = trace.now()
+            self.wait_seconds += (end - begin) / 1e9
+            trace.span("decode", "io", begin, end)
             self.frames += 1
             yield buffer
 
