@@ -25,7 +25,7 @@ from .config import (
     StartMethod,
     Transport,
 )
-from .errors import Interrupted, PipelineError
+from .errors import ConfigError, Interrupted, PipelineError
 
 __all__ = ["main"]
 
@@ -39,6 +39,108 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+# The options of a job, shared by `run` and `compare` (which passes them on to every run).
+_JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--tasks",
+        {
+            "type": _tasks,
+            "default": ("compress", "render"),
+            "help": "comma-separated tasks (default: compress,render)",
+        },
+    ),
+    ("--height", {"type": int, "help": "compress: resize to this height (keeps aspect)"}),
+    ("--crf", {"type": int, "default": 23, "help": "x264 constant rate factor, 0-51 (23)"}),
+    (
+        "--preset",
+        {
+            "default": "veryfast",
+            "choices": PRESETS,
+            "metavar": "NAME",
+            "help": "x264 preset (veryfast)",
+        },
+    ),
+    (
+        "--encoder-threads",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "x264 threads per encoder; 0 lets x264 choose (0)",
+        },
+    ),
+    (
+        "--workload",
+        {
+            "default": "default",
+            "metavar": "NAME",
+            "help": "preset: default, gil-bound, gil-free, io (see `vidpipe "
+            "workloads`); options given explicitly override it",
+        },
+    ),
+    (
+        "--particles",
+        {"type": int, "metavar": "N", "help": "render: particles, computed in pure Python (300)"},
+    ),
+    (
+        "--glow",
+        {"type": int, "metavar": "N", "help": "render: glow blur passes, run in OpenCV (2)"},
+    ),
+    ("--seed", {"type": int, "default": 0, "help": "render: animation seed (0)"}),
+    (
+        "--save-every",
+        {"type": int, "metavar": "N", "help": "thumbnail and checkpoint every N frames (25)"},
+    ),
+    (
+        "--start-method",
+        {
+            "default": "spawn",
+            "choices": [m.value for m in StartMethod],
+            "help": "how worker processes start (spawn)",
+        },
+    ),
+    (
+        "--opencv-threads",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "OpenCV threads per process (default: OpenCV's choice)",
+        },
+    ),
+    (
+        "--workers",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "frame pool size and segment count (default: usable cores)",
+        },
+    ),
+    (
+        "--transport",
+        {
+            "default": "shm",
+            "choices": [t.value for t in Transport],
+            "help": "pool: how frames travel between processes (shm)",
+        },
+    ),
+]
+
+
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    for flag, kwargs in _JOB_OPTIONS:
+        p.add_argument(flag, **kwargs)
+
+
+def _job_arguments(args: argparse.Namespace) -> list[str]:
+    """The job options given on this command line, as `vidpipe run` arguments."""
+    out = []
+    for flag, kwargs in _JOB_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value != kwargs.get("default"):
+            out += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    return out
+
+
 def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="process a video with the compress and render tasks")
     p.add_argument("input", type=Path, help="input video file")
@@ -46,80 +148,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--layout",
         default="processes",
-        help="where work runs: serial, threads, processes, hybrid, pool (see `vidpipe layouts`)",
+        help="where work runs: serial, threads, processes, hybrid, pool, segments "
+        "(see `vidpipe layouts`)",
     )
-    p.add_argument(
-        "--tasks",
-        type=_tasks,
-        default=("compress", "render"),
-        help="comma-separated tasks (default: compress,render)",
-    )
-    p.add_argument("--height", type=int, help="compress: resize to this height (keeps aspect)")
-    p.add_argument("--crf", type=int, default=23, help="x264 constant rate factor, 0-51 (23)")
-    p.add_argument(
-        "--preset",
-        default="veryfast",
-        choices=PRESETS,
-        metavar="NAME",
-        help="x264 preset (veryfast)",
-    )
-    p.add_argument(
-        "--encoder-threads",
-        type=int,
-        default=0,
-        metavar="N",
-        help="x264 threads per encoder; 0 lets x264 choose (0)",
-    )
-    p.add_argument(
-        "--workload",
-        default="default",
-        metavar="NAME",
-        help="preset: default, gil-bound, gil-free, io (see `vidpipe workloads`); "
-        "options given explicitly override it",
-    )
-    p.add_argument(
-        "--particles",
-        type=int,
-        metavar="N",
-        help="render: particles, computed in pure Python (300)",
-    )
-    p.add_argument(
-        "--glow",
-        type=int,
-        metavar="N",
-        help="render: glow blur passes, run in OpenCV (2)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="render: animation seed (0)")
-    p.add_argument(
-        "--save-every",
-        type=int,
-        metavar="N",
-        help="thumbnail and checkpoint every N frames (25)",
-    )
-    p.add_argument(
-        "--start-method",
-        default="spawn",
-        choices=[m.value for m in StartMethod],
-        help="how worker processes start (spawn)",
-    )
-    p.add_argument(
-        "--opencv-threads",
-        type=int,
-        metavar="N",
-        help="OpenCV threads per process (default: OpenCV's choice)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="frame pool size and segment count (default: usable cores)",
-    )
-    p.add_argument(
-        "--transport",
-        default="shm",
-        choices=[t.value for t in Transport],
-        help="pool: how frames travel between processes (shm)",
-    )
+    _add_job_options(p)
     p.add_argument(
         "--trace",
         action="store_true",
@@ -127,6 +159,30 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser("compare", help="run layouts side by side; tables, plots, timelines")
+    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument(
+        "--layouts",
+        type=_tasks,
+        default=None,
+        metavar="A,B,...",
+        help="layouts to compare (default: all); serial always runs, as reference",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="R", help="runs per layout, interleaved (3)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("compare_out"),
+        metavar="DIR",
+        help="where results go (compare_out)",
+    )
+    _add_job_options(p)
+    p.set_defaults(func=_cmd_compare)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -137,6 +193,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
+    _add_compare(sub)
     p = sub.add_parser("probe", help="print the input's metadata as JSON")
     p.add_argument("input", type=Path)
     p.add_argument(
@@ -220,6 +277,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if options.trace:
         print(f"trace: {options.out_dir / 'trace.json'} (open in https://ui.perfetto.dev)")
     print(f"report: {options.out_dir / 'report.json'}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .environment import usable_cores
+    from .layouts import LAYOUTS, load_layout
+    from .media.probe import probe as probe_input
+    from .plots import speedup_chart, timeline_chart
+    from .workloads import WORKLOADS
+
+    layouts = list(args.layouts or LAYOUTS)
+    for layout in layouts:
+        load_layout(layout)  # unknown or uninstalled layouts fail before any run
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.workload not in WORKLOADS:
+        raise ConfigError(f"unknown workload '{args.workload}' (available: {', '.join(WORKLOADS)})")
+    _options(argparse.Namespace(**{**vars(args), "layout": "serial", "trace": False}))
+    probe_input(args.input)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summaries, runs = compare(
+        args.input,
+        layouts,
+        repeat=args.repeat,
+        out_dir=args.out,
+        options=_job_arguments(args),
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    speedup_chart(summaries, usable_cores(), args.out / "speedup.png")
+    traces = {r.layout: Path(r.out_dir) / "trace.json" for r in runs if r.traced}
+    timeline_chart(traces, args.out / "timeline.png")
+    print((args.out / "results.md").read_text())
+    print(
+        f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
+        f"{args.out / 'timeline.png'}"
+    )
     return 0
 
 

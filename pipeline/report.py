@@ -116,7 +116,9 @@ class TaskResult:
         phase, spent = max(own.items(), key=lambda item: item[1])
         if phase == "pool" and stages:
             phase = f"waiting for the pool's {max(stages, key=lambda k: stages[k])}"
-        return (phase, spent / self.seconds)
+        # Segments add up the phases of pieces that ran side by side: their sum can pass the
+        # task's wall time, and is then the whole the share is taken of.
+        return (phase, spent / max(self.seconds, sum(own.values())))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

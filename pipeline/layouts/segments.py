@@ -125,6 +125,10 @@ def _join(
             WorkerStats(f"segment-{s.number}", p.pid, p.frames, busy_seconds=p.seconds)
             for s, p in zip(segments, pieces, strict=True)
         ],
+        timings={
+            phase: sum(p.timings.get(phase, 0.0) for p in pieces)
+            for phase in dict.fromkeys(k for p in pieces for k in p.timings)
+        },
         frame_digests=b"",
     )
 

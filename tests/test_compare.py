@@ -1,0 +1,103 @@
+"""`vidpipe compare`: every file it promises, digests checked, and errors that explain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from pipeline import PipelineError
+from pipeline import compare as compare_module
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(300)
+def test_compare_writes_results_table_and_charts(cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "cmp"
+    done = cli.run(
+        "compare",
+        tiny_clip,
+        "--layouts",
+        "threads,pool",
+        "--repeat",
+        "2",
+        "--out",
+        out,
+        "--workers",
+        "2",
+        "--workload",
+        "gil-free",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| layout | wall s |" in done.stdout and "[6/6] pool" in done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["layouts"] == ["serial", "threads", "pool"]
+    assert results["frames_match_serial"] is True
+    assert len(results["runs"]) == 6 and sum(r["traced"] for r in results["runs"]) == 3
+    env = results["environment"]
+    assert {
+        "cpu_count",
+        "usable_cores",
+        "gil_enabled",
+        "ffmpeg",
+        "opencv",
+        "opencv_threads",
+        "python",
+    } <= env.keys()
+    assert env["opencv_threads"] == 1 and env["encoder_threads"] == 1, "hidden parallelism pinned"
+    assert results["pinned"]["OMP_NUM_THREADS"] == "1"
+    assert "--glow" not in results["options"] and "--workload" in results["options"]
+    summaries = {s["layout"]: s for s in results["summaries"]}
+    assert summaries["serial"]["speedup"] == 1.0
+    for s in summaries.values():
+        assert s["wall_seconds"] > 0 and s["frames_per_second"] > 0 and s["cpu_percent"] > 0
+        assert s["peak_rss_bytes"] > 0
+        assert s["efficiency"] == pytest.approx(s["speedup"] / env["usable_cores"])
+        assert set(s["bottlenecks"]) == {"compress", "render"}
+    table = (out / "results.md").read_text()
+    assert all(f"| {layout} |" in table for layout in summaries)
+    for chart in ("speedup.png", "timeline.png"):
+        assert (out / chart).read_bytes()[:8] == PNG
+
+
+def test_compare_fails_loudly_when_frames_differ(tmp_path, monkeypatch, tiny_clip) -> None:
+    real = compare_module._run_once
+
+    def tampered(source, layout, out, options, trace):  # type: ignore[no-untyped-def]
+        report = real(source, layout, out, options, trace)
+        if layout == "threads":
+            report["tasks"]["render"]["frame_digest"] = "0" * 64
+        return report
+
+    monkeypatch.setattr(compare_module, "_run_once", tampered)
+    with pytest.raises(PipelineError, match=r"threads .*'render'"):
+        compare_module.compare(tiny_clip, ["threads"], repeat=1, out_dir=tmp_path, options=[])
+    assert json.loads((tmp_path / "results.json").read_text())["frames_match_serial"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--layouts", "serial,warp"], "unknown layout 'warp'"),
+        (["--repeat", "0"], "--repeat"),
+        (["--workload", "nope"], "unknown workload"),
+    ],
+)
+def test_compare_rejects_bad_options(args, words, cli, tiny_clip, tmp_path) -> None:
+    done = cli.run("compare", tiny_clip, "--out", tmp_path / "x", *args)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and words in done.stderr
+
+
+def test_compare_layouts_script_is_the_same_command(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/compare_layouts.py", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert "--layouts" in done.stdout and "--repeat" in done.stdout
