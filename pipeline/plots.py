@@ -114,7 +114,9 @@ def timeline_chart(traces: dict[str, Path], path: Path, zoom_seconds: float = 0.
                     by_colour.setdefault(cat, []).append(
                         ((e["ts"] - start) / 1e6, max(e["dur"] / 1e6, 1e-5))
                     )
-                for cat, spans in by_colour.items():
+                # Thousands of short spans share each pixel of the whole-run panel: drawing the
+                # activity with the most time last lets it show where it dominates.
+                for cat, spans in sorted(by_colour.items(), key=lambda c: sum(d for _, d in c[1])):
                     ax.broken_barh(spans, (y - 0.4, 0.8), color=COLOURS.get(cat, "#999999"))
             ax.set_yticks(range(len(order)))
             ax.set_yticklabels(

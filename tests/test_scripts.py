@@ -59,3 +59,33 @@ def test_make_sample_writes_the_clip_it_is_asked_for(tmp_path) -> None:
     info = probe(out)
     assert (info.width, info.height, str(info.fps)) == (96, 64, "30000/1001")
     assert info.audio_codec == "aac" and count_decoded_frames(out) == 7
+
+
+def test_key_differences_measures_every_row_of_the_table(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/key_differences.py", "--quick", "--out", tmp_path],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "key_differences.json").read_text())
+    creation = results["creation_ms"]
+    assert {"thread", "fork", "forkserver", "spawn"} <= creation.keys()
+    assert all(v > 0 for row in creation.values() for v in row.values())
+    assert results["memory"]["process_rss_mb"] > 0
+    workers = str(results["max_workers"])
+    for curve in ("python threads", "python processes", "opencv threads", "opencv processes"):
+        assert results["scaling"][curve][workers] > 0
+    assert set(results["communication_fps"]) == {
+        "copy",
+        "thread queue",
+        "pickle queue",
+        "shared memory",
+    }
+    assert set(results["task_type_seconds"]) == {"threads", "processes"}
+    table = (tmp_path / "key_differences.md").read_text()
+    for row in ("Task type", "Memory", "CPU utilisation", "Creation overhead", "Communication"):
+        assert f"| {row} |" in table
+    assert (tmp_path / "key_differences.png").read_bytes()[:4] == b"\x89PNG"
