@@ -217,8 +217,6 @@ def probe(path: Path | str) -> MediaInfo:
         raise InputError(f"{path}: cannot tell the video's frame rate")
     audio = re.search(r"Stream #0:\d+.*?: Audio: (\w+)", stderr)
     container = re.search(r"Input #0, (.+?), from", stderr)
-    start_match = re.search(r"Duration: .*?, start: (-?[\d.]+)", stderr)
-    start = Fraction(start_match.group(1)) if start_match else Fraction(0)
     duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", stderr)
     return MediaInfo(
         path=str(path),
@@ -237,7 +235,8 @@ def probe(path: Path | str) -> MediaInfo:
         fps=fps,
         packets=packets,
         audio_codec=audio.group(1) if audio else None,
-        keyframes=tuple((index, pts - start) for index, pts in timing.keyframes),
+        # framecrc's timestamps already start at the file's start, as -ss positions do.
+        keyframes=timing.keyframes,
     )
 
 
