@@ -270,6 +270,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if t.size_fix:
             print(f"{'':<10} note: {t.size_fix}")
+        listed = report.input["video"]["packets"]
+        if t.frames < listed:
+            print(
+                f"{'':<10} note: the input lists {listed} frames; {listed - t.frames} could "
+                "not be decoded (damaged input) and were skipped"
+            )
     for name, t in report.tasks.items():
         phase, share = t.bottleneck()
         if phase:

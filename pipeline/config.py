@@ -106,6 +106,7 @@ class RunOptions:
     trace: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too
         _check(len(self.tasks) > 0, "--tasks needs at least one task")
         _check(len(set(self.tasks)) == len(self.tasks), "--tasks names a task twice")
         _check(self.height is None or self.height > 0, f"--height must be positive: {self.height}")

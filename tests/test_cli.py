@@ -136,3 +136,16 @@ def test_save_thread_failure_fails_the_run(cli, tmp_path, tiny_clip) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: background save failed")
     assert not (out / "compressed.mp4").exists() and not list(out.glob("*.part"))
+
+
+def test_damaged_input_is_processed_and_the_loss_reported(cli, tmp_path, make_clip) -> None:
+    import random
+
+    clip = tmp_path / "damaged.mp4"
+    clip.write_bytes(make_clip("damage.mp4", size="160x120", frames=20).read_bytes())
+    with clip.open("r+b") as f:
+        f.seek(clip.stat().st_size // 2)
+        f.write(random.Random(0).randbytes(2000))  # the same damage every time
+    done = cli.run("run", clip, "--out", tmp_path / "out", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "could not be decoded (damaged input)" in done.stdout
