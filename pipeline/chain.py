@@ -9,6 +9,7 @@ import numpy as np
 
 from . import trace
 from .errors import StageError
+from .faults import fault_at
 from .stages.base import Stage, StreamSpec
 
 __all__ = ["StageChain"]
@@ -51,6 +52,8 @@ class StageChain:
             begin = trace.now()
             try:
                 frame = stage.process(frame, index)
+                if stage is self.stages[-1]:
+                    fault_at("stage", self.task, index)
             except Exception as exc:
                 raise StageError(
                     task=self.task,

@@ -378,3 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # our stdout closed early (e.g. piped into `head`)
         return 1
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (--debug shows where)", file=sys.stderr
+        )
+        return 1

@@ -18,6 +18,7 @@ from types import TracebackType
 
 from . import trace
 from .errors import PipelineError, SaveError
+from .faults import fault_at
 from .media import ffmpeg
 from .report import TaskResult
 from .reporters import Reporter
@@ -87,6 +88,7 @@ class ThreadProgress(InlineProgress):
         with self._lock:
             for task, frames in list(self._counts.items()):
                 if self._published.get(task) != frames:
+                    fault_at("progress", task, frames)
                     self._published[task] = frames
                     self.reporter.frames_done(task, frames)
 

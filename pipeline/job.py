@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import trace
+from . import faults, trace
 from .config import RunOptions
 from .environment import collect_environment, configure_process, usable_cores
 from .errors import ConfigError
@@ -92,6 +92,7 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     from .layouts import load_layout
 
     load_layout(options.layout)  # an unknown layout is reported before the input is read
+    faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)
     return RunPlan(media, plan_tasks(options, media), options)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 import time
 from functools import partial
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import trace
 from .errors import Interrupted, MediaError
+from .faults import fault_at
 from .framemap import InlineMapper, MapperFactory
 from .helpers import Helpers
 from .media.probe import MediaInfo
@@ -62,6 +64,17 @@ class FrameDigest:
 
     def hexdigest(self) -> str:
         return self._outer.hexdigest()
+
+
+def _kill(pid: int | None) -> None:
+    """Kill a process from outside, as a crash would (fault injection)."""
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _save_thumbnail(task: str, index: int, *args: Any) -> None:
+    fault_at("saver", task, index)
+    save_thumbnail(*args)
 
 
 def checkpoint_path(out_dir: Path, task: str) -> Path:
@@ -138,12 +151,14 @@ def run_task(
             for index, frame in mapper.map(iter(decoder), first):
                 if helpers.cancelled.is_set():
                     raise Interrupted()
+                fault_at("decoder", task.name, index, kill=lambda: _kill(decoder.pid))
                 begin = trace.now()
                 digest.update(frame)
                 end = trace.now()
                 digest_ns += end - begin
                 trace.span("digest", "digest", begin, end, frame=index)
                 encoder.write(frame)
+                fault_at("encoder", task.name, index, kill=lambda: _kill(encoder.pid))
                 frames = index + 1 - first
                 helpers.progress.update(task.name, frames)
                 if index == first:
@@ -153,7 +168,9 @@ def run_task(
                     thumb = thumbnail_path(out_dir, task.name, index)
                     thumbs.append(str(thumb.relative_to(out_dir)))
                     helpers.saver.submit(
-                        partial(save_thumbnail, thumb, frame.copy(), out_spec.pix_fmt)
+                        partial(
+                            _save_thumbnail, task.name, index, thumb, frame.copy(), out_spec.pix_fmt
+                        )
                     )
                     if segment is None:
                         helpers.saver.submit(
@@ -174,7 +191,9 @@ def run_task(
     except (MediaError, BrokenPipeError) as exc:
         if helpers.cancelled.is_set():
             raise Interrupted() from exc  # ffmpeg was killed to stop us: not its failure
-        raise
+        named = MediaError(f"task '{task.name}': {exc}")
+        named.stderr_tail = getattr(exc, "stderr_tail", "")
+        raise named from exc
     if segment is None:
         helpers.saver.submit(
             partial(

@@ -115,6 +115,8 @@ def _worker_main(
         message: tuple[Any, ...] = ("result", target(WorkerLink(conn), *args))
     except BaseException as exc:
         message = ("error", _portable(exc), traceback.format_exc())
+    # Nothing is left to clean up: a stop request now must not interrupt the last message.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         conn.send(message)
     finally:
@@ -268,7 +270,7 @@ class Supervisor:
         """Stop and join every worker; kill what remains of their process groups."""
         started = [w for w in self._workers if w.process.pid is not None]
         for w in started:
-            if w.process.is_alive():
+            if w.process.is_alive() and not w.finished:  # finished ones are exiting already
                 w.process.terminate()
         deadline = time.monotonic() + STOP_GRACE
         for w in started:

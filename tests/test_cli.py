@@ -149,3 +149,10 @@ def test_damaged_input_is_processed_and_the_loss_reported(cli, tmp_path, make_cl
     done = cli.run("run", clip, "--out", tmp_path / "out", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "could not be decoded (damaged input)" in done.stdout
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(cli, tmp_path, tiny_clip) -> None:
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    _assert_usage_error(cli.run("run", tiny_clip, "--out", out), "is not a directory")
+    assert out.read_text() == "not a directory", "the file in the way is left alone"

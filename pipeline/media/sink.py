@@ -116,6 +116,11 @@ class Encoder:
         return describe_exit(self._proc.returncode)
 
     @property
+    def pid(self) -> int | None:
+        """The encoder ffmpeg's process id, while it runs."""
+        return self._proc.pid if self._proc else None
+
+    @property
     def stats(self) -> ProcessStats | None:
         """CPU time and peak memory of the encoder, once it has finished."""
         return self._proc.stats if self._proc else None

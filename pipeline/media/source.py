@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import trace
-from ..errors import MediaError
+from ..errors import MediaError, describe_exit
 from ..report import ProcessStats
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
@@ -102,6 +102,12 @@ class Decoder:
             if filled < len(view):
                 self._eof = True
                 if filled and not self._proc.killed:
+                    if self._proc.wait() != 0:
+                        how = describe_exit(self._proc.returncode)
+                        raise MediaError(
+                            f"{self.path}: decoding failed ({how})",
+                            stderr_tail=self._proc.stderr_tail(),
+                        )
                     raise MediaError(f"{self.path}: decoding ended inside a frame")
                 return
             end = trace.now()
@@ -123,7 +129,15 @@ class Decoder:
             proc.kill()
         proc.wait()
         if check and self._eof and proc.returncode != 0 and not proc.killed:
-            raise MediaError(f"{self.path}: decoding failed", stderr_tail=proc.stderr_tail())
+            how = describe_exit(proc.returncode)
+            raise MediaError(
+                f"{self.path}: decoding failed ({how})", stderr_tail=proc.stderr_tail()
+            )
+
+    @property
+    def pid(self) -> int | None:
+        """The decoder ffmpeg's process id, while it runs."""
+        return self._proc.pid if self._proc else None
 
     @property
     def stats(self) -> ProcessStats | None:
