@@ -55,59 +55,46 @@ def _pool_worker(
     trace_dir: Path | None,
 ) -> tuple[WorkerStats, Any, dict[str, float]]:
     with trace.session(f"pool worker {name} of {task}", trace_dir):
-        return _pool_loop(link, name, task, stages, spec, rings, jobs, opencv_threads)
-
-
-def _pool_loop(
-    link: WorkerLink,
-    name: str,
-    task: str,
-    stages: tuple[Any, ...],
-    spec: StreamSpec,
-    rings: tuple[str, str, int] | None,
-    jobs: Any,
-    opencv_threads: int | None,
-) -> tuple[WorkerStats, Any, dict[str, float]]:
-    if opencv_threads is not None:
-        cv2.setNumThreads(opencv_threads)
-    in_ring = out_ring = None
-    if rings is not None:
-        in_ring = SharedFrameRing.attach(rings[0], spec, rings[2])
-        out_ring = SharedFrameRing.attach(rings[1], _output_spec(stages, spec), rings[2])
-    frames, busy, waiting, copying = 0, 0.0, 0.0, 0.0
-    chain = StageChain(task, stages, spec)
-    try:
-        with chain:
-            while True:
-                started = time.perf_counter()
-                job = jobs.get()
-                waiting += time.perf_counter() - started
-                if job is None:
-                    break
-                index, payload = job
-                started = time.perf_counter()
-                if in_ring is not None and out_ring is not None:
-                    out = chain.apply(in_ring.frames[payload], index)
-                    begin = trace.now()
-                    np.copyto(out_ring.frames[payload], out)
-                    link.send("frame", index, payload)
-                else:
-                    out = chain.apply(payload, index)
-                    begin = trace.now()
-                    link.send("frame", index, out)  # pickled into the pipe
-                end = trace.now()
-                copying += (end - begin) / 1e9
-                trace.span("copy", "copy", begin, end, frame=index)
-                busy += time.perf_counter() - started
-                frames += 1
-    finally:
-        for ring in (in_ring, out_ring):
-            if ring is not None:
-                ring.close()
-    stats = WorkerStats(
-        name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting, copy_seconds=copying
-    )
-    return stats, self_stats(f"pool:{task}"), chain.seconds
+        if opencv_threads is not None:
+            cv2.setNumThreads(opencv_threads)
+        in_ring = out_ring = None
+        if rings is not None:
+            in_ring = SharedFrameRing.attach(rings[0], spec, rings[2])
+            out_ring = SharedFrameRing.attach(rings[1], _output_spec(stages, spec), rings[2])
+        frames, busy, waiting, copying = 0, 0.0, 0.0, 0.0
+        chain = StageChain(task, stages, spec)
+        try:
+            with chain:
+                while True:
+                    started = time.perf_counter()
+                    job = jobs.get()
+                    waiting += time.perf_counter() - started
+                    if job is None:
+                        break
+                    index, payload = job
+                    started = time.perf_counter()
+                    if in_ring is not None and out_ring is not None:
+                        out = chain.apply(in_ring.frames[payload], index)
+                        begin = trace.now()
+                        np.copyto(out_ring.frames[payload], out)
+                        link.send("frame", index, payload)
+                    else:
+                        out = chain.apply(payload, index)
+                        begin = trace.now()
+                        link.send("frame", index, out)  # pickled into the pipe
+                    end = trace.now()
+                    copying += (end - begin) / 1e9
+                    trace.span("copy", "copy", begin, end, frame=index)
+                    busy += time.perf_counter() - started
+                    frames += 1
+        finally:
+            for ring in (in_ring, out_ring):
+                if ring is not None:
+                    ring.close()
+        stats = WorkerStats(
+            name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting, copy_seconds=copying
+        )
+        return stats, self_stats(f"pool:{task}"), chain.seconds
 
 
 class ProcessMapper(FrameMapper):

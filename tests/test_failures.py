@@ -139,7 +139,6 @@ def test_interrupt_exits_promptly_and_leaves_nothing(
     assert proc.returncode == code, stderr
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in stderr and stderr.startswith("error: interrupted")
-    assert_tree_gone(cli.tag)
-    assert not shm_segments()
+    assert_tree_gone(cli.tag)  # shared memory: checked by the autouse fixture after the test
     assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
     assert not (out / "report.json").exists() and not (out / ".pieces").exists()

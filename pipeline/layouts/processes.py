@@ -21,10 +21,11 @@ from ..job import RunPlan, build_report
 from ..report import RunReport, TaskResult, self_stats
 from ..reporters import Reporter
 from ..runner import run_task
+from ..segments import Segment
 from ..supervisor import Supervisor
 from ..tasks import Task
 
-__all__ = ["run", "run_task_processes", "worker_context"]
+__all__ = ["run", "run_task_processes", "task_worker", "worker_context"]
 
 
 def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
@@ -35,11 +36,28 @@ def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _task_process(
-    reporter: Reporter, task: Task, plan: RunPlan, mapper: MapperFactory
+def task_worker(
+    reporter: Reporter,
+    task: Task,
+    plan: RunPlan,
+    mapper: MapperFactory = InlineMapper,
+    segment: Segment | None = None,
 ) -> TaskResult:
+    """The body of a worker process that runs one task, or one segment of it.
+
+    The worker gets its own progress and save threads, and reports its own CPU time and memory
+    beside its ffmpeg children's.
+    """
     configure_process(plan.options)
-    with trace.session(f"task {task.name}", plan.trace_dir), Helpers.threaded(reporter) as helpers:
+    if segment is None:
+        role, label = f"task {task.name}", f"task:{task.name}"
+    else:
+        role, label = (
+            f"segment {segment.number} of {task.name}",
+            f"segment:{task.name}:{segment.number}",
+        )
+        segment.piece.parent.mkdir(parents=True, exist_ok=True)
+    with trace.session(role, plan.trace_dir), Helpers.threaded(reporter) as helpers:
         result = run_task(
             task,
             plan.media,
@@ -47,9 +65,9 @@ def _task_process(
             helpers,
             save_every=plan.options.save_every,
             mapper_factory=mapper,
+            segment=segment,
         )
-    own = self_stats(f"task:{task.name}")
-    return dataclasses.replace(result, processes=[own, *result.processes])
+    return dataclasses.replace(result, processes=[self_stats(label), *result.processes])
 
 
 def run_task_processes(
@@ -59,7 +77,7 @@ def run_task_processes(
     started = time.perf_counter()
     with Supervisor(worker_context(plan.options.start_method), reporter) as supervisor:
         for task in plan.tasks:
-            supervisor.start(task.name, _task_process, task, plan, mapper)
+            supervisor.start(task.name, task_worker, task, plan, mapper)
         results = supervisor.results()
     return build_report(plan, started, results)
 

@@ -19,38 +19,20 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .. import trace
-from ..environment import configure_process
-from ..helpers import Helpers, ThreadSaver
+from ..framemap import InlineMapper
+from ..helpers import ThreadSaver
 from ..job import RunPlan, build_report
 from ..media.sink import join_pieces
-from ..report import RunReport, TaskResult, WorkerStats, self_stats
+from ..report import RunReport, TaskResult, WorkerStats
 from ..reporters import Reporter
-from ..runner import FrameDigest, checkpoint_path, run_task
+from ..runner import FrameDigest, checkpoint_path
 from ..saves import write_checkpoint
 from ..segments import Segment, plan_segments
 from ..supervisor import Supervisor
 from ..tasks import Task
-from .processes import worker_context
+from .processes import task_worker, worker_context
 
 __all__ = ["run"]
-
-
-def _segment_worker(reporter: Reporter, task: Task, plan: RunPlan, segment: Segment) -> TaskResult:
-    configure_process(plan.options)
-    segment.piece.parent.mkdir(parents=True, exist_ok=True)
-    role = f"segment {segment.number} of {task.name}"
-    with trace.session(role, plan.trace_dir), Helpers.threaded(reporter) as helpers:
-        result = run_task(
-            task,
-            plan.media,
-            plan.out_dir,
-            helpers,
-            save_every=plan.options.save_every,
-            segment=segment,
-        )
-    own = self_stats(f"segment:{task.name}:{segment.number}")
-    return dataclasses.replace(result, processes=[own, *result.processes])
 
 
 class _TaskProgress:
@@ -158,9 +140,10 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                 task, seg = queue.popleft()
                 supervisor.start(
                     f"{task.name}/{seg.number}",
-                    _segment_worker,
+                    task_worker,
                     task,
                     plan,
+                    InlineMapper,
                     seg,
                     task=task.name,
                     role=f"segment {seg.number} worker",
