@@ -22,7 +22,6 @@ from typing import Any
 
 __all__ = [
     "counter",
-    "enabled",
     "merge",
     "now",
     "session",
@@ -40,11 +39,6 @@ _role = ""
 def now() -> int:
     """The shared clock, in nanoseconds."""
     return time.perf_counter_ns()
-
-
-def enabled() -> bool:
-    """Whether this process records trace events."""
-    return _events is not None
 
 
 def start(role: str) -> None:
