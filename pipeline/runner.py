@@ -30,7 +30,7 @@ from .saves import save_thumbnail, thumbnail_path, write_checkpoint
 from .segments import Segment
 from .tasks import Task
 
-__all__ = ["FrameDigest", "checkpoint_path", "run_task"]
+__all__ = ["FrameDigest", "checkpoint_path", "checkpoint_state", "run_task"]
 
 
 class FrameDigest:
@@ -82,13 +82,20 @@ def checkpoint_path(out_dir: Path, task: str) -> Path:
     return out_dir / f"{task}.checkpoint.json"
 
 
-def _checkpoint(task: Task, frames: int, thumbnails: list[str], complete: bool) -> dict[str, Any]:
+def checkpoint_state(
+    task: Task, frames: int, thumbnails: int, latest: str | None, complete: bool
+) -> dict[str, Any]:
+    """What a task's checkpoint file holds: frames done, and outputs so far.
+
+    The thumbnails are summed up, not listed: a checkpoint's size stays the same however long
+    the video, and so does the cost of writing it.
+    """
     return {
         "task": task.name,
         "frames_done": frames,
         "complete": complete,
         "output": task.output if complete else None,
-        "thumbnails": list(thumbnails),
+        "thumbnails": {"folder": f"thumbnails/{task.name}", "count": thumbnails, "latest": latest},
         "updated_unix": time.time(),
     }
 
@@ -121,7 +128,7 @@ def run_task(
     output = segment.piece if segment else out_dir / task.output
     keep_audio = task.keep_audio and segment is None
     first = segment.first_frame if segment else 0
-    thumbs: list[str] = []
+    thumbs, latest = 0, None
     digest = FrameDigest(keep=segment is not None)
     frames = 0
     digest_ns = saves_ns = 0
@@ -166,7 +173,7 @@ def run_task(
                 if index % save_every == 0:
                     begin = trace.now()
                     thumb = thumbnail_path(out_dir, task.name, index)
-                    thumbs.append(str(thumb.relative_to(out_dir)))
+                    thumbs, latest = thumbs + 1, thumb.name
                     helpers.saver.submit(
                         partial(
                             _save_thumbnail, task.name, index, thumb, frame.copy(), out_spec.pix_fmt
@@ -177,7 +184,7 @@ def run_task(
                             partial(
                                 write_checkpoint,
                                 checkpoint_path(out_dir, task.name),
-                                _checkpoint(task, frames, thumbs, complete=False),
+                                checkpoint_state(task, frames, thumbs, latest, complete=False),
                             )
                         )
                     saves_ns += trace.now() - begin
@@ -199,7 +206,7 @@ def run_task(
             partial(
                 write_checkpoint,
                 checkpoint_path(out_dir, task.name),
-                _checkpoint(task, frames, thumbs, complete=True),
+                checkpoint_state(task, frames, thumbs, latest, complete=True),
             )
         )
     processes = [s for s in (decoder.stats, encoder.stats) if s is not None] + mapper.processes
@@ -220,7 +227,7 @@ def run_task(
         output_bytes=output.stat().st_size,
         size_fix=task.size_fix,
         audio=media.audio_codec if keep_audio else None,
-        thumbnails=len(thumbs),
+        thumbnails=thumbs,
         processes=processes,
         workers=mapper.workers,
         timings={

@@ -80,6 +80,11 @@ def test_every_layout_produces_serial_frames(
         checkpoint = json.loads((tmp_path / f"{name}.checkpoint.json").read_text())
         assert checkpoint["frames_done"] == 12 and checkpoint["complete"]
         assert checkpoint["output"] == task.output
+        assert checkpoint["thumbnails"] == {
+            "folder": f"thumbnails/{name}",
+            "count": 3,
+            "latest": "frame_000010.jpg",
+        }
         # Progress: started, a final count equal to the frames, finished.
         hooks = [(hook, value) for hook, task_name, value in reporter.events if task_name == name]
         assert hooks[0] == ("task_started", 12)

@@ -25,8 +25,8 @@ from ..job import RunPlan, build_report
 from ..media.sink import join_pieces
 from ..report import RunReport, TaskResult, WorkerStats
 from ..reporters import Reporter
-from ..runner import FrameDigest, checkpoint_path
-from ..saves import write_checkpoint
+from ..runner import FrameDigest, checkpoint_path, checkpoint_state
+from ..saves import thumbnail_path, write_checkpoint
 from ..segments import Segment, plan_segments
 from ..supervisor import Supervisor
 from ..tasks import Task
@@ -66,16 +66,26 @@ class _TaskProgress:
         self._reporter.frames_done(self._task, total)
 
 
-def _checkpoint(task: Task, done: dict[int, TaskResult], complete: bool) -> dict[str, object]:
+def _checkpoint(
+    task: Task,
+    segments: list[Segment],
+    done: dict[int, TaskResult],
+    complete: bool,
+    save_every: int,
+) -> dict[str, object]:
     pieces = [done[n] for n in sorted(done)]
-    return {
-        "task": task.name,
-        "frames_done": sum(p.frames for p in pieces),
-        "complete": complete,
-        "output": task.output if complete else None,
-        "segments_done": sorted(done),
-        "updated_unix": time.time(),
-    }
+    # The newest thumbnail written: the last multiple of save_every inside a finished segment.
+    written = [
+        last - last % save_every
+        for s in segments
+        if s.number in done
+        and (last := s.first_frame + done[s.number].frames - 1) - last % save_every >= s.first_frame
+    ]
+    latest = thumbnail_path(Path(), task.name, max(written)).name if written else None
+    state = checkpoint_state(
+        task, sum(p.frames for p in pieces), sum(p.thumbnails for p in pieces), latest, complete
+    )
+    return {**state, "segments_done": sorted(done)}
 
 
 def _join(
@@ -168,7 +178,13 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                         partial(
                             write_checkpoint,
                             checkpoint_path(plan.out_dir, task_name),
-                            _checkpoint(task, done[task_name], complete),
+                            _checkpoint(
+                                task,
+                                segments[task_name],
+                                done[task_name],
+                                complete,
+                                plan.options.save_every,
+                            ),
                         )
                     )
                     if queue:
