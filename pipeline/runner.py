@@ -133,6 +133,11 @@ def run_task(
     frames = 0
     digest_ns = saves_ns = 0
     threads: set[str] = set()  # threads seen in this process while the task ran
+
+    def save_checkpoint(*, complete: bool) -> None:
+        state = checkpoint_state(task, frames, thumbs, latest, complete)
+        helpers.saver.submit(partial(write_checkpoint, checkpoint_path(out_dir, task.name), state))
+
     helpers.progress.started(task.name, media.packets)
     try:
         with (
@@ -180,13 +185,7 @@ def run_task(
                         )
                     )
                     if segment is None:
-                        helpers.saver.submit(
-                            partial(
-                                write_checkpoint,
-                                checkpoint_path(out_dir, task.name),
-                                checkpoint_state(task, frames, thumbs, latest, complete=False),
-                            )
-                        )
+                        save_checkpoint(complete=False)
                     saves_ns += trace.now() - begin
             decoder.close()
             if helpers.cancelled.is_set():
@@ -202,13 +201,7 @@ def run_task(
         named.stderr_tail = getattr(exc, "stderr_tail", "")
         raise named from exc
     if segment is None:
-        helpers.saver.submit(
-            partial(
-                write_checkpoint,
-                checkpoint_path(out_dir, task.name),
-                checkpoint_state(task, frames, thumbs, latest, complete=True),
-            )
-        )
+        save_checkpoint(complete=True)
     processes = [s for s in (decoder.stats, encoder.stats) if s is not None] + mapper.processes
     result = TaskResult(
         name=task.name,
