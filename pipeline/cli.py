@@ -301,6 +301,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
     if args.workload not in WORKLOADS:
         raise ConfigError(f"unknown workload '{args.workload}' (available: {', '.join(WORKLOADS)})")
+    # Bad option values fail here, in one line, not after the first of many runs.
     _options(argparse.Namespace(**{**vars(args), "layout": "serial", "trace": False}))
     probe_input(args.input)
     args.out.mkdir(parents=True, exist_ok=True)
