@@ -1,4 +1,4 @@
-"""The `vidpipe` command line: `run`, `probe`, `layouts`.
+"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `workloads`.
 
 Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
 failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .config import (
     PRESETS,
@@ -26,6 +26,9 @@ from .config import (
     Transport,
 )
 from .errors import ConfigError, Interrupted, PipelineError
+
+if TYPE_CHECKING:
+    from .job import RunPlan
 
 __all__ = ["main"]
 
@@ -116,6 +119,16 @@ _JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--segment-frames",
+        {
+            "type": int,
+            "default": 1500,
+            "metavar": "N",
+            "help": "encode each task in pieces of at least N frames, cut at keyframes, so "
+            "that --resume can continue after the last finished one; 0: one piece (1500)",
+        },
+    ),
+    (
         "--transport",
         {
             "default": "shm",
@@ -156,6 +169,12 @@ def _add_run(sub: Any) -> None:
         "--trace",
         action="store_true",
         help="write DIR/trace.json, a timeline of every process and thread",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same job in DIR after its last finished "
+        "piece; a finished job is left as it is",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
@@ -231,6 +250,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
         workers=args.workers,
         transport=Transport(args.transport),
         trace=args.trace,
+        resume=getattr(args, "resume", False),
+        segment_frames=args.segment_frames,
     )
     return apply_workload(options, args.workload, explicit)
 
@@ -239,11 +260,39 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
+def _resume_notes(plan: RunPlan) -> list[str]:
+    """What `--resume` found for each task, one line each."""
+    from .segments import piece_frames
+
+    notes = [f"{name}: finished by an earlier run, kept" for name in plan.finished]
+    for task in plan.tasks:
+        pieces = plan.pieces[task.name]
+        if pieces.done:
+            frames = sum(piece_frames(s) for s in pieces.segments if s.number in pieces.done)
+            notes.append(
+                f"{task.name}: resuming after {len(pieces.done)} of {len(pieces.segments)} "
+                f"pieces ({frames} frames)"
+            )
+        else:
+            notes.append(f"{task.name}: nothing to resume, starting from the beginning")
+    return notes
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .job import run
+    from .job import execute, plan
     from .reporters import NullReporter, Reporter
 
     options = _options(args)
+    job = plan(args.input, options)
+    if options.resume:
+        if not job.tasks:
+            print(
+                f"nothing to do: {options.out_dir} already holds this finished job "
+                f"({', '.join(r.output for r in job.finished.values())})"
+            )
+            return 0
+        for note in _resume_notes(job):
+            print(f"resume: {note}")
     reporter: Reporter = NullReporter()
     bars = None
     if not args.no_progress and sys.stderr.isatty():
@@ -251,7 +300,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         reporter = bars = TqdmReporter(list(options.tasks))
     try:
-        report = run(args.input, options, reporter)
+        report = execute(job, reporter)
     finally:
         if bars is not None:
             bars.close()

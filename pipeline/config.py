@@ -90,6 +90,9 @@ class RunOptions:
     """Everything a run needs besides its input: where outputs go and how the work is laid out.
 
     `workers` sizes frame pools and the number of segments (None: the usable cores).
+    Layouts other than `segments` encode each task in pieces of at least `segment_frames`
+    frames (0: in one piece), so that `resume` can continue an interrupted run after its last
+    finished piece.
     """
 
     out_dir: Path
@@ -104,6 +107,8 @@ class RunOptions:
     workers: int | None = None
     transport: Transport = Transport.SHM
     trace: bool = False
+    resume: bool = False
+    segment_frames: int = 1500
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too
@@ -114,6 +119,10 @@ class RunOptions:
         _check(
             self.workers is None or self.workers > 0,
             f"--workers must be positive, got {self.workers}",
+        )
+        _check(
+            self.segment_frames >= 0,
+            f"--segment-frames must be 0 (one piece) or more, got {self.segment_frames}",
         )
         _check(
             self.opencv_threads is None or self.opencv_threads >= 0,

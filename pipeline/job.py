@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import time
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults, trace
+from .checkpoints import checkpoint_path, load_previous
 from .config import RunOptions
 from .environment import collect_environment, configure_process, usable_cores
 from .errors import ConfigError
@@ -17,7 +20,15 @@ from .media.probe import MediaInfo, probe
 from .media.sink import partial_path
 from .report import RunReport, TaskResult, self_stats
 from .reporters import NullReporter, Reporter
-from .runner import checkpoint_path
+from .segments import (
+    Pieces,
+    digests_path,
+    piece_frames,
+    pieces_dir,
+    plan_pieces,
+    plan_segments,
+    remove_pieces,
+)
 from .shm import ring_name, sweep
 from .tasks import Task, plan_tasks
 
@@ -26,11 +37,18 @@ __all__ = ["RunPlan", "build_report", "execute", "plan", "run"]
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Everything a layout needs: the probed input, the planned tasks and the options."""
+    """Everything a layout needs: the probed input, the tasks to run and the options.
+
+    `pieces` says how each task's output is cut (and, resuming, which pieces are already
+    done); `finished` holds the results of tasks an earlier run of the same job completed,
+    which this run does not repeat (`--resume`).
+    """
 
     media: MediaInfo
     tasks: tuple[Task, ...]
     options: RunOptions
+    pieces: dict[str, Pieces]
+    finished: dict[str, TaskResult] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     @property
@@ -47,10 +65,42 @@ class RunPlan:
         """Pool size and segment count: `--workers`, or the usable cores."""
         return self.options.workers or usable_cores()
 
+    def with_tasks(self, *tasks: Task) -> RunPlan:
+        """This plan with other tasks (such as ones with stages of your own), started afresh."""
+        pieces = {t.name: _fresh_pieces(self.media, t, self.options) for t in tasks}
+        return dataclasses.replace(self, tasks=tasks, pieces=pieces, finished={})
+
+    @property
+    def resumed_frames(self) -> int:
+        """Frames this run takes over from an earlier one instead of processing them."""
+        return sum(r.frames for r in self.finished.values()) + sum(
+            _done_frames(p) for p in self.pieces.values()
+        )
+
+
+def _fresh_pieces(media: MediaInfo, task: Task, options: RunOptions) -> Pieces:
+    """How `task` is cut when nothing is resumed: into `--workers` segments for a layout that
+    runs them side by side, else into pieces of `--segment-frames`."""
+    from .layouts import LAYOUTS
+
+    if LAYOUTS[options.layout].splits:
+        workers = options.workers or usable_cores()
+        return Pieces(tuple(plan_segments(media, workers, options.out_dir, task.name)))
+    return Pieces(tuple(plan_pieces(media, options.segment_frames, options.out_dir, task.name)))
+
+
+def _done_frames(pieces: Pieces) -> int:
+    return sum(piece_frames(s) for s in pieces.segments if s.number in pieces.done)
+
 
 def build_report(plan: RunPlan, started: float, results: dict[str, TaskResult]) -> RunReport:
     """The report of a finished run; `started` is its `time.perf_counter()` at the start."""
-    ordered = {task.name: results[task.name] for task in plan.tasks}
+    results = {**plan.finished, **results}
+    order = list(plan.options.tasks)
+    ordered = {
+        name: results[name]
+        for name in sorted(results, key=lambda n: order.index(n) if n in order else len(order))
+    }
     return RunReport(
         layout=plan.options.layout,
         wall_seconds=round(time.perf_counter() - started, 4),
@@ -71,30 +121,76 @@ def _prepare_out_dir(plan: RunPlan) -> None:
         raise ConfigError(f"--out {out}: cannot create it ({exc.strerror})") from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: directory is not writable")
-    # A fresh run replaces what an earlier run left, so nothing stale passes for its output.
+    # A fresh task replaces what an earlier run left, so nothing stale passes for its output;
+    # a resumed one keeps its checkpoint, thumbnails and finished pieces.
     (out / "report.json").unlink(missing_ok=True)
     (out / "trace.json").unlink(missing_ok=True)
     for task in plan.tasks:
+        if plan.pieces[task.name].done:
+            continue
         (out / task.output).unlink(missing_ok=True)
         checkpoint_path(out, task.name).unlink(missing_ok=True)
         shutil.rmtree(out / "thumbnails" / task.name, ignore_errors=True)
+        remove_pieces(out, task.name)
+
+
+def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
+    """The file names of the pieces the task's checkpoint records as finished."""
+    try:
+        state = json.loads(checkpoint_path(plan.out_dir, task.name).read_text())
+    except (OSError, ValueError):
+        return set()
+    if state.get("complete"):
+        return set()  # joined: its pieces are no longer needed
+    done = state.get("segments_done", [])
+    segments = plan.pieces[task.name].segments
+    return {
+        path.name
+        for n in done
+        if 0 <= n < len(segments)
+        for path in (segments[n].piece, digests_path(segments[n]))
+    }
 
 
 def _remove_leftovers(plan: RunPlan) -> None:
-    """Remove what a failed run's killed workers could not: partial outputs, shared memory."""
+    """Remove what a failed run's killed workers could not: partial outputs, temp files,
+    unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`."""
+    for leftover in plan.out_dir.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
     for task in plan.tasks:
         partial_path(plan.out_dir / task.output).unlink(missing_ok=True)
         sweep([ring_name(plan.run_id, task.name, side) for side in ("in", "out")])
+        folder = pieces_dir(plan.out_dir, task.name)
+        if folder.is_dir():
+            keep = _recorded_pieces(plan, task)
+            for path in folder.iterdir():
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+            if not keep:
+                remove_pieces(plan.out_dir, task.name)
 
 
 def plan(source: Path | str, options: RunOptions) -> RunPlan:
-    """Probe `source` and plan the tasks named in `options`; raises `InputError`/`ConfigError`."""
+    """Probe `source` and plan the tasks named in `options`; raises `InputError`/`ConfigError`.
+
+    With `options.resume`, each task continues what an earlier run of the same job in the output
+    directory left: a finished task is not run again, and an unfinished one keeps its finished
+    pieces. A task with nothing to reuse starts from the beginning.
+    """
     from .layouts import load_layout
 
     load_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)
-    return RunPlan(media, plan_tasks(options, media), options)
+    tasks, pieces, finished = [], {}, {}
+    for task in plan_tasks(options, media):
+        previous = load_previous(task, media, options.out_dir) if options.resume else None
+        if previous and previous.result:
+            finished[task.name] = previous.result
+            continue
+        tasks.append(task)
+        pieces[task.name] = (previous and previous.pieces) or _fresh_pieces(media, task, options)
+    return RunPlan(media, tuple(tasks), options, pieces, finished)
 
 
 def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
@@ -106,6 +202,8 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     from .layouts import load_layout
 
     layout = load_layout(plan.options.layout)
+    if not plan.tasks:  # resuming a finished job: nothing to do, nothing to touch
+        return build_report(plan, time.perf_counter(), {})
     _prepare_out_dir(plan)
     configure_process(plan.options)
     try:
@@ -119,6 +217,8 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     finally:
         if plan.trace_dir is not None:
             shutil.rmtree(plan.trace_dir, ignore_errors=True)
+    for name in plan.options.tasks:
+        remove_pieces(plan.out_dir, name)  # joined: no longer needed for --resume
     report.write(plan.out_dir / "report.json")
     return report
 

@@ -90,8 +90,8 @@ class TaskResult:
     #: "pool" (waiting for a frame pool), "copy" (moving frames to and from pool processes),
     #: "digest", "encode" (blocked handing frames to the encoder), "saves" (queueing saves).
     timings: dict[str, float] = field(default_factory=dict)
-    #: Per-frame digests of a segment, for the layout that joins segments (not reported).
-    frame_digests: bytes = field(default=b"", repr=False)
+    #: Frames an earlier, interrupted run had finished (`--resume`); `frames` includes them.
+    resumed_frames: int = 0
 
     @property
     def compression_ratio(self) -> float:
@@ -122,9 +122,17 @@ class TaskResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        del data["name"], data["processes"], data["frame_digests"]
+        del data["name"], data["processes"]
         data["compression_ratio"] = round(self.compression_ratio, 4)
         return data
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> TaskResult:
+        """The result `to_dict` described (its processes are not kept)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["workers"] = [WorkerStats(**w) for w in data.get("workers", [])]
+        return cls(name=name, **values)
 
 
 @dataclass(frozen=True)

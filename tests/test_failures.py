@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -23,7 +22,7 @@ LAYOUTS = ["serial", "threads", "processes"]
 
 def _plan_with(clip: Path, out: Path, layout: str, *tasks: Task):  # type: ignore[no-untyped-def]
     base = plan(clip, RunOptions(out_dir=out, layout=layout))
-    return dataclasses.replace(base, tasks=tasks)
+    return base.with_tasks(*tasks)
 
 
 def _task(name: str, *stages) -> Task:  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from pipeline.tasks import Task
 def _job(clip: Path, out: Path, layout: str, stages: tuple, **options):  # type: ignore[no-untyped-def]
     base = plan(clip, RunOptions(out_dir=out, layout=layout, **options))
     task = Task("work", stages, "work.mp4", EncoderSettings(), keep_audio=False)
-    return dataclasses.replace(base, tasks=(task,))
+    return base.with_tasks(task)
 
 
 @pytest.mark.parametrize("transport", list(Transport))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from fractions import Fraction
 
@@ -50,11 +49,20 @@ def test_segments_join_pieces_into_the_serial_frames(make_clip, tmp_path) -> Non
 
 
 @pytest.mark.timeout(60)
-def test_a_killed_segment_worker_fails_the_run_and_leaves_no_piece(make_clip, tmp_path) -> None:
+def test_a_killed_segment_worker_fails_the_run_and_keeps_only_recorded_pieces(
+    make_clip, tmp_path
+) -> None:
     clip = make_clip("gop.mp4", size="64x48", frames=40, gop=8, bframes=2)
     base = plan(clip, RunOptions(out_dir=tmp_path, layout="segments", workers=3))
     task = Task("doomed", (DieAt(20),), "doomed.mp4", EncoderSettings(), keep_audio=False)
     with pytest.raises(WorkerCrashed) as caught:
-        execute(dataclasses.replace(base, tasks=(task,)))
+        execute(base.with_tasks(task))
     assert caught.value.task == "doomed" and "segment 1 worker" in str(caught.value)
-    assert not (tmp_path / ".pieces").exists() and not (tmp_path / "doomed.mp4").exists()
+    assert not (tmp_path / "doomed.mp4").exists()
+    # What stays is what the checkpoint records as finished (for --resume): nothing partial.
+    checkpoint = tmp_path / "doomed.checkpoint.json"
+    recorded = json.loads(checkpoint.read_text())["segments_done"] if checkpoint.exists() else []
+    assert 1 not in recorded
+    left = sorted(p.name for p in (tmp_path / ".pieces" / "doomed").glob("*")) if recorded else []
+    assert left == sorted(f"{n:04d}{ext}" for n in recorded for ext in (".digests", ".mp4"))
+    assert recorded or not (tmp_path / ".pieces").exists()

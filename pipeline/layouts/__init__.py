@@ -27,12 +27,17 @@ class Layout(Protocol):
 
 @dataclass(frozen=True)
 class LayoutInfo:
-    """A registered layout: its module, what runs where, and the extra it needs, if any."""
+    """A registered layout: its module, what runs where, and the extra it needs, if any.
+
+    A layout that `splits` runs each task as `--workers` segments side by side; the others
+    encode a task's pieces one after the other (`--segment-frames`).
+    """
 
     name: str
     module: str
     summary: str
     extra: str | None = None
+    splits: bool = False
 
 
 LAYOUTS: dict[str, LayoutInfo] = {
@@ -73,6 +78,7 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "pipeline.layouts.segments",
             "each task's video cut at keyframes into --workers ranges, one process each "
             "(decode, stages, encode a piece); pieces joined without re-encoding",
+            splits=True,
         ),
     )
 }

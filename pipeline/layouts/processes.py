@@ -20,7 +20,7 @@ from ..helpers import Helpers
 from ..job import RunPlan, build_report
 from ..report import RunReport, TaskResult, self_stats
 from ..reporters import Reporter
-from ..runner import run_task
+from ..runner import run_segment, run_task
 from ..segments import Segment
 from ..supervisor import Supervisor
 from ..tasks import Task
@@ -56,17 +56,27 @@ def task_worker(
             f"segment {segment.number} of {task.name}",
             f"segment:{task.name}:{segment.number}",
         )
-        segment.piece.parent.mkdir(parents=True, exist_ok=True)
     with trace.session(role, plan.trace_dir), Helpers.threaded(reporter) as helpers:
-        result = run_task(
-            task,
-            plan.media,
-            plan.out_dir,
-            helpers,
-            save_every=plan.options.save_every,
-            mapper_factory=mapper,
-            segment=segment,
-        )
+        if segment is None:
+            result = run_task(
+                task,
+                plan.media,
+                plan.out_dir,
+                helpers,
+                save_every=plan.options.save_every,
+                mapper_factory=mapper,
+                pieces=plan.pieces[task.name],
+            )
+        else:
+            result = run_segment(
+                task,
+                plan.media,
+                plan.out_dir,
+                helpers,
+                segment,
+                save_every=plan.options.save_every,
+                mapper_factory=mapper,
+            )
     return dataclasses.replace(result, processes=[self_stats(label), *result.processes])
 
 

@@ -5,7 +5,7 @@ Every worker seeks to its range's first keyframe, decodes its frames, runs the t
 run at once, across tasks. The parent aggregates progress, checkpoints each finished piece, and
 joins a task's pieces without re-encoding (ffmpeg concat, stream copy), adding the audio. The
 digest of the joined task combines the pieces' per-frame digests, in order: it equals the serial
-run's when the frames do.
+run's when the frames do. Resuming, only the pieces an earlier run did not finish are run.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import shutil
 import threading
 import time
 from functools import partial
 from pathlib import Path
 
+from ..checkpoints import checkpoint_path, checkpoint_state, thumbnails_in
 from ..framemap import InlineMapper
 from ..helpers import ThreadSaver
 from ..job import RunPlan, build_report
 from ..media.sink import join_pieces
 from ..report import RunReport, TaskResult, WorkerStats
 from ..reporters import Reporter
-from ..runner import FrameDigest, checkpoint_path, checkpoint_state
+from ..runner import FrameDigest
 from ..saves import thumbnail_path, write_checkpoint
-from ..segments import Segment, plan_segments
+from ..segments import Pieces, piece_frames, read_digests
 from ..supervisor import Supervisor
 from ..tasks import Task
 from .processes import task_worker, worker_context
@@ -67,31 +67,30 @@ class _TaskProgress:
 
 
 def _checkpoint(
-    task: Task,
-    segments: list[Segment],
-    done: dict[int, TaskResult],
-    complete: bool,
-    save_every: int,
+    plan: RunPlan, task: Task, pieces: Pieces, result: TaskResult | None
 ) -> dict[str, object]:
-    pieces = [done[n] for n in sorted(done)]
-    # The newest thumbnail written: the last multiple of save_every inside a finished segment.
-    written = [
-        last - last % save_every
-        for s in segments
-        if s.number in done
-        and (last := s.first_frame + done[s.number].frames - 1) - last % save_every >= s.first_frame
+    finished = [s for s in pieces.segments if s.number in pieces.done]
+    thumbs = [
+        i
+        for s in finished
+        for i in thumbnails_in(s.first_frame, piece_frames(s), plan.options.save_every)
     ]
-    latest = thumbnail_path(Path(), task.name, max(written)).name if written else None
-    state = checkpoint_state(
-        task, sum(p.frames for p in pieces), sum(p.thumbnails for p in pieces), latest, complete
+    return checkpoint_state(
+        task,
+        plan.media,
+        frames=sum(piece_frames(s) for s in finished),
+        thumbnails=len(thumbs),
+        latest=thumbnail_path(Path(), task.name, max(thumbs)).name if thumbs else None,
+        pieces=pieces,
+        result=result,
     )
-    return {**state, "segments_done": sorted(done)}
 
 
 def _join(
-    plan: RunPlan, task: Task, segments: list[Segment], done: dict[int, TaskResult], started: float
+    plan: RunPlan, task: Task, pieces: Pieces, done: dict[int, TaskResult], started: float
 ) -> TaskResult:
-    pieces = [done[s.number] for s in segments]
+    """The task's result, once all its pieces are finished: they are joined, with the audio."""
+    segments = pieces.segments
     output = plan.out_dir / task.output
     stats = join_pieces(
         [s.piece for s in segments],
@@ -100,45 +99,57 @@ def _join(
         audio_codec=plan.media.audio_codec,
         label=task.name,
     )
-    first = pieces[0]
+    ran = [done[s.number] for s in segments if s.number in done]  # by this run, not resumed
+    frames = [piece_frames(s) for s in segments]
+    save_every = plan.options.save_every
     return dataclasses.replace(
-        first,
-        frames=sum(p.frames for p in pieces),
+        ran[0],
+        frames=sum(frames),
         seconds=time.perf_counter() - started,
         output=task.output,
-        frame_digest=FrameDigest.combine([p.frame_digests for p in pieces]),
+        frame_digest=FrameDigest.combine([read_digests(s) for s in segments]),
         pid=os.getpid(),
-        threads=sorted({t for p in pieces for t in p.threads}),
+        threads=sorted({t for p in ran for t in p.threads}),
         output_bytes=output.stat().st_size,
         audio=plan.media.audio_codec if task.keep_audio else None,
-        thumbnails=sum(p.thumbnails for p in pieces),
-        processes=[proc for p in pieces for proc in p.processes] + ([stats] if stats else []),
+        thumbnails=sum(
+            len(thumbnails_in(s.first_frame, n, save_every))
+            for s, n in zip(segments, frames, strict=True)
+        ),
+        processes=[proc for p in ran for proc in p.processes] + ([stats] if stats else []),
         workers=[
-            WorkerStats(f"segment-{s.number}", p.pid, p.frames, busy_seconds=p.seconds)
-            for s, p in zip(segments, pieces, strict=True)
+            WorkerStats(
+                f"segment-{s.number}",
+                done[s.number].pid,
+                done[s.number].frames,
+                busy_seconds=done[s.number].seconds,
+            )
+            for s in segments
+            if s.number in done
         ],
         timings={
-            phase: sum(p.timings.get(phase, 0.0) for p in pieces)
-            for phase in dict.fromkeys(k for p in pieces for k in p.timings)
+            phase: sum(p.timings.get(phase, 0.0) for p in ran)
+            for phase in dict.fromkeys(k for p in ran for k in p.timings)
         },
-        frame_digests=b"",
+        resumed_frames=sum(
+            n for s, n in zip(segments, frames, strict=True) if s.number not in done
+        ),
     )
 
 
 def run(plan: RunPlan, reporter: Reporter) -> RunReport:
     started = time.perf_counter()
-    segments = {
-        t.name: plan_segments(plan.media, plan.workers, plan.out_dir, t.name) for t in plan.tasks
-    }
+    pending = {t.name: plan.pieces[t.name].pending for t in plan.tasks}
     # Interleave the tasks' segments so both make progress from the start.
     queue = collections.deque(
         (task, seg)
-        for n in range(max(map(len, segments.values())))
+        for n in range(max(map(len, pending.values())))
         for task in plan.tasks
-        if n < len(segments[task.name])
-        for seg in [segments[task.name][n]]
+        if n < len(pending[task.name])
+        for seg in [pending[task.name][n]]
     )
     progress = {t.name: _TaskProgress(reporter, t.name) for t in plan.tasks}
+    pieces = dict(plan.pieces)
     done: dict[str, dict[int, TaskResult]] = {t.name: {} for t in plan.tasks}
     results: dict[str, TaskResult] = {}
     saver = ThreadSaver()
@@ -162,6 +173,9 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
 
             for task in plan.tasks:
                 reporter.task_started(task.name, plan.media.packets)
+                for seg in pieces[task.name].segments:
+                    if seg.number in pieces[task.name].done:
+                        progress[task.name].update(seg.number, piece_frames(seg))
             while queue and supervisor.running < plan.workers:
                 start_next()
             while supervisor.running:
@@ -169,28 +183,21 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                     task_name, number = name.split("/")
                     task = next(t for t in plan.tasks if t.name == task_name)
                     done[task_name][int(number)] = supervisor.result(name)
-                    complete = len(done[task_name]) == len(segments[task_name])
-                    if complete:
-                        result = _join(plan, task, segments[task_name], done[task_name], started)
+                    now = pieces[task_name] = dataclasses.replace(
+                        pieces[task_name], done=pieces[task_name].done | {int(number)}
+                    )
+                    result = None
+                    if not now.pending:
+                        result = _join(plan, task, now, done[task_name], started)
                         results[task_name] = result
                         reporter.task_finished(task_name, result)
+                    state = _checkpoint(plan, task, now, result)
                     saver.submit(
-                        partial(
-                            write_checkpoint,
-                            checkpoint_path(plan.out_dir, task_name),
-                            _checkpoint(
-                                task,
-                                segments[task_name],
-                                done[task_name],
-                                complete,
-                                plan.options.save_every,
-                            ),
-                        )
+                        partial(write_checkpoint, checkpoint_path(plan.out_dir, task_name), state)
                     )
                     if queue:
                         start_next()
         saver.flush()
     finally:
         saver.close()
-        shutil.rmtree(plan.out_dir / ".pieces", ignore_errors=True)
     return build_report(plan, started, results)

@@ -19,7 +19,12 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
     with Helpers.inline(reporter) as helpers:
         results = {
             task.name: run_task(
-                task, plan.media, plan.out_dir, helpers, save_every=plan.options.save_every
+                task,
+                plan.media,
+                plan.out_dir,
+                helpers,
+                save_every=plan.options.save_every,
+                pieces=plan.pieces[task.name],
             )
             for task in plan.tasks
         }

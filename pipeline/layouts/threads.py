@@ -30,7 +30,12 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
     def work(task: Task, helpers: Helpers) -> None:
         try:
             result = run_task(
-                task, plan.media, plan.out_dir, helpers, save_every=plan.options.save_every
+                task,
+                plan.media,
+                plan.out_dir,
+                helpers,
+                save_every=plan.options.save_every,
+                pieces=plan.pieces[task.name],
             )
             outcomes.put((task.name, result, None))
         except BaseException as exc:  # handed to the main thread, which raises it
