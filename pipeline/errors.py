@@ -59,9 +59,19 @@ class MediaError(PipelineError):
     """ffmpeg failed while decoding or encoding; `stderr_tail` holds its last lines."""
 
     def __init__(self, message: str, *, stderr_tail: str = "") -> None:
-        detail = f" (ffmpeg: {stderr_tail.strip().splitlines()[-1]})" if stderr_tail.strip() else ""
+        detail = f" (ffmpeg: {_cause(stderr_tail)})" if stderr_tail.strip() else ""
         super().__init__(message + detail)
         self.stderr_tail = stderr_tail
+
+
+# ffmpeg's last words are often a consequence ("nothing was written"); these name the cause.
+_CAUSES = ("No space left on device", "Permission denied", "Read-only file system", "Disk quota")
+
+
+def _cause(stderr_tail: str) -> str:
+    """The line of ffmpeg's stderr that best explains a failure: a system error, or the last."""
+    lines = stderr_tail.strip().splitlines()
+    return next((line for line in lines if any(c in line for c in _CAUSES)), lines[-1])
 
 
 class StageError(PipelineError):
