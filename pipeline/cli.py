@@ -306,8 +306,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             bars.close()
     print(
         f"layout {report.layout}: {report.wall_seconds:.2f} s wall, "
-        f"peak memory {_megabytes(report.peak_rss_bytes_total)} summed over "
-        f"{len(report.processes)} processes"
+        f"peak memory {_megabytes(report.peak_rss_bytes_total)} over the processes alive "
+        f"together ({len(report.processes)} processes in all)"
     )
     print(f"{'task':<10} {'frames':>6} {'seconds':>8} {'fps':>7}  {'output':<16} size")
     for name, t in report.tasks.items():

@@ -157,8 +157,8 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
         "",
         "speedup = serial's median wall time / the layout's; CPU % = CPU seconds of every "
         "process / (wall seconds x usable cores); efficiency = speedup / usable cores; "
-        "peak MB = peak resident memory summed over the run's processes; bottleneck = where "
-        "each task's thread spent most of its time.",
+        "peak MB = peak resident memory summed over the processes alive together; "
+        "bottleneck = where each task's thread spent most of its time.",
         "",
     ]
     return "\n".join(lines)

@@ -16,39 +16,95 @@ import json
 import os
 import resource
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .saves import atomic_write_bytes
 
-__all__ = ["ProcessStats", "RunReport", "TaskResult", "WorkerStats", "self_stats"]
+__all__ = [
+    "ProcessStats",
+    "RunReport",
+    "TaskResult",
+    "WorkerStats",
+    "concurrent_peak",
+    "self_stats",
+]
 
 
 @dataclass(frozen=True)
 class ProcessStats:
-    """CPU time and peak resident memory of one process of the run, measured by the kernel."""
+    """CPU time and peak resident memory of one process of the run, measured by the kernel.
+
+    `started` and `ended` (Unix time; 0 when unknown) say when it lived, so that processes that
+    ran one after the other are not counted as if they ran together.
+    """
 
     pid: int
     role: str
     cpu_seconds: float
     peak_rss_bytes: int
+    started: float = 0.0
+    ended: float = 0.0
 
 
-def rusage_stats(pid: int, role: str, usage: resource.struct_rusage) -> ProcessStats:
-    """ProcessStats from a `getrusage`/`wait4` record (ru_maxrss: KiB on Linux, bytes on macOS)."""
+def rusage_stats(
+    pid: int, role: str, usage: resource.struct_rusage, *, started: float = 0.0
+) -> ProcessStats:
+    """ProcessStats from a `getrusage`/`wait4` record (ru_maxrss: KiB on Linux, bytes on macOS),
+    taken when the process ended (now)."""
     scale = 1 if sys.platform == "darwin" else 1024
     return ProcessStats(
         pid=pid,
         role=role,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_bytes=usage.ru_maxrss * scale,
+        started=started,
+        ended=time.time(),
     )
+
+
+def _start_time() -> float:
+    """When this process started (Unix time), from /proc on Linux; 0 elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def self_stats(role: str) -> ProcessStats:
     """This process's own CPU time and peak RSS so far (children not included)."""
-    return rusage_stats(os.getpid(), role, resource.getrusage(resource.RUSAGE_SELF))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return rusage_stats(os.getpid(), role, usage, started=_start_time())
+
+
+def concurrent_peak(processes: list[ProcessStats]) -> int:
+    """The largest sum of peak resident memory over processes alive at the same moment.
+
+    Still an upper bound (each process's peak counts as if it lasted its whole life, and shared
+    pages count in each process), but processes that ran one after the other, such as segment
+    workers or the ffmpeg processes of successive pieces, no longer add up. A process whose
+    times are unknown counts as alive throughout.
+    """
+    events: list[tuple[float, int, int]] = []
+    always = 0
+    for p in processes:
+        if p.started and p.ended:
+            events += [(p.started, 1, p.peak_rss_bytes), (p.ended, 0, -p.peak_rss_bytes)]
+        else:
+            always += p.peak_rss_bytes
+    peak = alive = 0
+    for _, _, change in sorted(events):  # at equal times, ends before starts
+        alive += change
+        peak = max(peak, alive)
+    return always + peak
 
 
 @dataclass(frozen=True)
@@ -148,8 +204,8 @@ class RunReport:
 
     @property
     def peak_rss_bytes_total(self) -> int:
-        """Peak resident memory summed over every process of the run (an upper bound)."""
-        return sum(p.peak_rss_bytes for p in self.processes)
+        """Peak resident memory summed over the processes alive together (`concurrent_peak`)."""
+        return concurrent_peak(self.processes)
 
     def to_dict(self) -> dict[str, Any]:
         return {

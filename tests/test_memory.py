@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline.layouts import LAYOUTS
+from pipeline.report import ProcessStats, concurrent_peak
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,3 +47,29 @@ def test_peak_memory_does_not_grow_with_video_length(layout, cli, make_clip, tmp
         assert report["tasks"]["render"]["frames"] == frames
         peaks[frames] = report["peak_rss_bytes_total"]
     assert peaks[LONG] <= peaks[SHORT] * 1.10, peaks
+
+
+def test_peak_memory_counts_only_processes_alive_together() -> None:
+    def proc(mb: int, started: float, ended: float) -> ProcessStats:
+        return ProcessStats(1, "p", 0.0, mb << 20, started=started, ended=ended)
+
+    one_after_another = [proc(100, 1, 2), proc(100, 2, 3), proc(100, 3, 4)]
+    assert concurrent_peak(one_after_another) == 100 << 20
+    overlapping = [proc(100, 1, 3), proc(50, 2, 4), proc(30, 3.5, 5)]
+    assert concurrent_peak(overlapping) == 150 << 20
+    assert concurrent_peak([*overlapping, proc(7, 0, 0)]) == 157 << 20  # times unknown: always
+
+
+def test_a_pieced_run_peaks_like_a_one_piece_run(cli, make_clip, tmp_path) -> None:
+    clip = make_clip("pieces.mp4", size="320x240", frames=120, gop=10)
+    peaks = {}
+    for every in (0, 10):
+        out = tmp_path / str(every)
+        args = ("--layout", "serial", "--tasks", "compress", "--segment-frames", str(every))
+        done = cli.run("run", clip, "--out", out, *args, "--no-progress")
+        assert done.returncode == 0, done.stderr
+        report = json.loads((out / "report.json").read_text())
+        peaks[every] = report["peak_rss_bytes_total"]
+        # main, a decoder and an encoder per piece, and the joining ffmpeg for 12 pieces
+        assert len(report["processes"]) == (3 if every == 0 else 2 + 2 * 12)
+    assert peaks[10] < 1.2 * peaks[0], peaks

@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from typing import IO
 
 import imageio_ffmpeg
@@ -107,6 +108,7 @@ class FFmpegProcess:
         self.stats: ProcessStats | None = None
         self.returncode: int | None = None
         self.killed = False
+        self._started = time.time()
         self._proc = subprocess.Popen(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -164,7 +166,7 @@ class FFmpegProcess:
             _, status, usage = os.wait4(self.pid, 0)
             self._reaped = True
         self.returncode = self._proc.returncode = os.waitstatus_to_exitcode(status)
-        self.stats = rusage_stats(self.pid, self.role, usage)
+        self.stats = rusage_stats(self.pid, self.role, usage, started=self._started)
         self._drain.join()
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
