@@ -114,6 +114,19 @@ def assert_tree_gone(tag: str, timeout: float = 5.0) -> None:
     assert not left, f"processes outlived the run: {[p.cmdline() for p in left]}"
 
 
+def assert_only_recorded_pieces(out: Path) -> None:
+    """After a failed run: no partial or temp file anywhere under `out`, and no piece but those
+    the task checkpoints record as finished (kept for `--resume`)."""
+    import json
+
+    assert not list(out.rglob("*.part")) and not list(out.rglob("*.tmp"))
+    for folder in (out / ".pieces").glob("*"):
+        state = json.loads((out / f"{folder.name}.checkpoint.json").read_text())
+        done = [] if state["complete"] else state["segments_done"]
+        expected = {f"{n:04d}{ext}" for n in done for ext in (".mp4", ".digests")}
+        assert {p.name for p in folder.iterdir()} == expected
+
+
 class Cli:
     """Runs `python -m pipeline` in a subprocess whose whole tree carries a unique tag."""
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, assert_tree_gone
+from conftest import ROOT, assert_only_recorded_pieces, assert_tree_gone
 
 CASES = [
     (
@@ -95,7 +95,7 @@ def test_a_fault_ends_the_run_cleanly_naming_its_cause(
     assert re.search(message, lines[0]), lines[0]
     assert elapsed < 10, f"took {elapsed:.1f} s"  # start-up included; the fault is at frame 5
     assert_tree_gone(cli.tag)  # shared memory: checked by the autouse fixture after the test
-    assert not list(out.glob("*.part")) and not (out / ".pieces").exists()
+    assert_only_recorded_pieces(out)
     assert not (out / "report.json").exists()
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_tree_gone
+from conftest import assert_only_recorded_pieces, assert_tree_gone
 
 from pipeline.media.probe import count_decoded_frames, probe
 from pipeline.segments import plan_pieces
@@ -32,15 +32,6 @@ def _report(out: Path) -> dict:  # type: ignore[type-arg]
 
 def _checkpoint(out: Path, task: str) -> dict:  # type: ignore[type-arg]
     return json.loads((out / f"{task}.checkpoint.json").read_text())
-
-
-def _only_recorded_pieces_left(out: Path) -> None:
-    """After a failure: no partial file anywhere, and no piece the checkpoint does not record."""
-    assert not list(out.rglob("*.part")) and not list(out.rglob("*.tmp"))
-    for folder in (out / ".pieces").glob("*"):
-        done = _checkpoint(out, folder.name)["segments_done"]
-        expected = {f"{n:04d}{ext}" for n in done for ext in (".mp4", ".digests")}
-        assert {p.name for p in folder.iterdir()} == expected
 
 
 @pytest.fixture
@@ -84,7 +75,7 @@ def test_a_failed_run_resumes_to_the_uninterrupted_frames(
     finally:
         del os.environ["VIDPIPE_FAULT"]
     assert failed.returncode == 1 and "InjectedFault" in failed.stderr
-    _only_recorded_pieces_left(out)
+    assert_only_recorded_pieces(out)
     done_before = _checkpoint(out, "render")["segments_done"]
     assert done_before, "no piece of render was recorded before the fault"
     assert not (out / "rendered.mp4").exists()
@@ -141,7 +132,7 @@ def test_an_interrupted_run_resumes_under_another_layout(how, cli, reference, tm
     assert_tree_gone(cli.tag)
     assert not (out / "rendered.mp4").exists()
     if how != "SIGKILL":
-        _only_recorded_pieces_left(out)
+        assert_only_recorded_pieces(out)
 
     resumed = cli.run("run", clip, "--out", out, "--layout", "processes", *JOB, *slow, "--resume")
     assert resumed.returncode == 0, resumed.stderr
