@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_tree_gone, shm_segments, tagged_processes
+from conftest import assert_only_recorded_pieces, assert_tree_gone, shm_segments, tagged_processes
 from stages_for_tests import DieAt, FailAt
 
 from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
@@ -140,4 +140,5 @@ def test_interrupt_exits_promptly_and_leaves_nothing(
     assert "Traceback" not in stderr and stderr.startswith("error: interrupted")
     assert_tree_gone(cli.tag)  # shared memory: checked by the autouse fixture after the test
     assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
-    assert not (out / "report.json").exists() and not (out / ".pieces").exists()
+    assert not (out / "report.json").exists()
+    assert_only_recorded_pieces(out)  # finished segments stay, for --resume
