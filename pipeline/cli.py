@@ -161,7 +161,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--layout",
         default="processes",
-        help="where work runs: serial, threads, processes, hybrid, pool, segments "
+        help="where work runs: serial, threads, processes, hybrid, pool, segments, ray "
         "(see `vidpipe layouts`)",
     )
     _add_job_options(p)
@@ -169,6 +169,11 @@ def _add_run(sub: Any) -> None:
         "--trace",
         action="store_true",
         help="write DIR/trace.json, a timeline of every process and thread",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="ray layout: join the Ray cluster at this address (default: a local instance)",
     )
     p.add_argument(
         "--resume",
@@ -251,6 +256,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         transport=Transport(args.transport),
         trace=args.trace,
         resume=getattr(args, "resume", False),
+        ray_address=getattr(args, "ray_address", None),
         segment_frames=args.segment_frames,
     )
     return apply_workload(options, args.workload, explicit)
@@ -325,6 +331,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"{'':<10} note: the input lists {listed} frames; {listed - t.frames} could "
                 "not be decoded (damaged input) and were skipped"
             )
+    for node, work in report.nodes.items():
+        print(
+            f"node {node}: {work['segments']} segments, {work['frames']} frames, "
+            f"{work['busy_seconds']:.2f} s busy, {_megabytes(work['bytes_in'])} in, "
+            f"{_megabytes(work['bytes_out'])} out"
+        )
     for name, t in report.tasks.items():
         phase, share = t.bottleneck()
         if phase:
@@ -389,7 +401,8 @@ def _cmd_layouts(args: argparse.Namespace) -> int:
 
     width = max(len(name) for name in LAYOUTS)
     for info in LAYOUTS.values():
-        print(f"{info.name:<{width}}  {info.summary}")
+        needs = f" (needs the '{info.extra}' extra)" if info.extra else ""
+        print(f"{info.name:<{width}}  {info.summary}{needs}")
     return 0
 
 

@@ -6,6 +6,7 @@ Strings are parsed only at the edges (the command line); everything below works 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,8 @@ class RunOptions:
     `workers` sizes frame pools and the number of segments (None: the usable cores).
     Layouts other than `segments` encode each task in pieces of at least `segment_frames`
     frames (0: in one piece), so that `resume` can continue an interrupted run after its last
-    finished piece.
+    finished piece. `ray_address` joins an existing Ray cluster (`ray` layout) instead of
+    starting a local instance.
     """
 
     out_dir: Path
@@ -109,6 +111,7 @@ class RunOptions:
     trace: bool = False
     resume: bool = False
     segment_frames: int = 1500
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too
@@ -119,6 +122,15 @@ class RunOptions:
         _check(
             self.workers is None or self.workers > 0,
             f"--workers must be positive, got {self.workers}",
+        )
+        _check(
+            self.ray_address is None or self.layout == "ray",
+            "--ray-address is for --layout ray",
+        )
+        _check(
+            self.ray_address is None
+            or re.fullmatch(r"(ray://)?[^:/]+:\d+", self.ray_address) is not None,
+            f"--ray-address must be HOST:PORT, got {self.ray_address!r}",
         )
         _check(
             self.segment_frames >= 0,

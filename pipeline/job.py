@@ -22,6 +22,7 @@ from .report import RunReport, TaskResult, self_stats
 from .reporters import NullReporter, Reporter
 from .segments import (
     Pieces,
+    cut_segments,
     digests_path,
     piece_frames,
     pieces_dir,
@@ -143,7 +144,10 @@ def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
     if state.get("complete"):
         return set()  # joined: its pieces are no longer needed
     done = state.get("segments_done", [])
-    segments = plan.pieces[task.name].segments
+    # The checkpoint's own segment plan: a layout may cut otherwise than the run's plan said
+    # (`ray` spreads a task over a joined cluster's CPUs).
+    starts = [first for first, _frames in state.get("segments", [])]
+    segments = cut_segments(plan.media, starts, plan.out_dir, task.name) if starts else []
     return {
         path.name
         for n in done

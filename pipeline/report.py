@@ -201,6 +201,10 @@ class RunReport:
     tasks: dict[str, TaskResult]
     processes: list[ProcessStats]
     environment: dict[str, Any]
+    #: Per node of a cluster (`ray` layout): segments run, frames, seconds busy, `bytes_in` (the
+    #: cuts its segments decoded; a cut both tasks use on one node travels there once) and
+    #: `bytes_out` (pieces, frame digests and thumbnails sent back to the driver).
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def peak_rss_bytes_total(self) -> int:
@@ -216,6 +220,7 @@ class RunReport:
             "processes": [dataclasses.asdict(p) for p in self.processes],
             "peak_rss_bytes_total": self.peak_rss_bytes_total,
             "environment": self.environment,
+            **({"nodes": self.nodes} if self.nodes else {}),
         }
 
     def write(self, path: Path) -> None:

@@ -38,7 +38,7 @@ from .errors import Interrupted, PipelineError, RemoteTraceback, WorkerCrashed
 from .media import ffmpeg
 from .reporters import Reporter
 
-__all__ = ["Supervisor", "WorkerLink"]
+__all__ = ["Supervisor", "WorkerLink", "die_with_parent"]
 
 #: Seconds a worker gets to clean up after SIGTERM before it is killed. Workers normally
 #: finish in about 0.1 s; the margin keeps a whole interrupted run under the promised 3 s.
@@ -84,7 +84,7 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGTERM this process when its parent dies (no-op elsewhere).
 
     The parent is the supervising process, or the fork server under `forkserver` (which lives
@@ -111,7 +111,7 @@ def _worker_main(
     ffmpeg.share_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _die_with_parent()
+    die_with_parent()
     try:
         message: tuple[Any, ...] = ("result", target(WorkerLink(conn), *args))
     except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,10 +81,18 @@ def shm_segments() -> set[str]:
     return {p.name for p in shm.glob("vidpipe-*")} if shm.is_dir() else set()
 
 
+def temp_entries() -> set[str]:
+    """Our folders in the system's temporary directory, and Ray's default one."""
+    temp = Path(tempfile.gettempdir())
+    return {p.name for p in temp.glob("vidpipe-*")} | {p.name for p in temp.glob("ray")}
+
+
 @pytest.fixture(autouse=True)
 def nothing_outlives_the_test() -> Iterator[None]:
-    """Every test: no process it started and no shared-memory segment may outlive it."""
+    """Every test: no process it started, no shared-memory segment and no temporary folder
+    may outlive it."""
     before = shm_segments()
+    temp_before = temp_entries()
     yield
     left = wait_for_no_children()
     assert not left, f"processes outlived the test: {[p.cmdline() for p in left]}"
@@ -92,6 +101,8 @@ def nothing_outlives_the_test() -> Iterator[None]:
     while (leaked := shm_segments() - before) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not leaked, f"shared memory left in /dev/shm: {sorted(leaked)}"
+    left_temp = temp_entries() - temp_before
+    assert not left_temp, f"temporary folders outlived the test: {sorted(left_temp)}"
 
 
 def tagged_processes(tag: str) -> list[psutil.Process]:
@@ -128,13 +139,22 @@ def assert_only_recorded_pieces(out: Path) -> None:
 
 
 class Cli:
-    """Runs `python -m pipeline` in a subprocess whose whole tree carries a unique tag."""
+    """Runs `python -m pipeline` in a subprocess whose whole tree carries a unique tag.
+
+    `extra_env` is added to the subprocesses' environment.
+    """
 
     def __init__(self) -> None:
         self.tag = uuid.uuid4().hex
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "VIDPIPE_TEST_TAG": self.tag, "PYTHONUNBUFFERED": "1"}
+        return {
+            **os.environ,
+            "VIDPIPE_TEST_TAG": self.tag,
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -164,3 +184,13 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture
+def cli_without_ray(cli: Cli, tmp_path: Path) -> Cli:
+    """A `cli` whose runs cannot import Ray, as on an installation without the `ray` extra."""
+    blocker = tmp_path / "no_ray"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['ray'] = None\n")
+    cli.extra_env["PYTHONPATH"] = str(blocker)
+    return cli

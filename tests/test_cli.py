@@ -78,6 +78,8 @@ def test_bad_input_is_one_error_line_and_exit_2(case, cli, tmp_path, tiny_clip) 
         (["--particles", "-1"], ["--particles"]),
         (["--tasks", "compress,bogus"], ["unknown task 'bogus'"]),
         (["--start-method", "teleport"], ["--start-method"]),
+        (["--ray-address", "127.0.0.1:6379"], ["--ray-address is for --layout ray"]),
+        (["--layout", "ray", "--ray-address", "headnode"], ["--ray-address must be HOST:PORT"]),
     ],
 )
 def test_bad_option_is_one_error_line_and_exit_2(option, words, cli, tmp_path, tiny_clip) -> None:

@@ -33,6 +33,7 @@ VARIANTS = [
     ("pool", FORK, PICKLE),
     ("segments", SPAWN, SHM),
     ("segments", FORK, SHM),
+    ("ray", SPAWN, SHM),  # Ray starts its own workers; the start method does not apply
 ]
 
 

@@ -80,6 +80,14 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "(decode, stages, encode a piece); pieces joined without re-encoding",
             splits=True,
         ),
+        LayoutInfo(
+            "ray",
+            "pipeline.layouts.cluster",
+            "segments as Ray tasks on the nodes of a cluster (a local Ray instance, or "
+            "--ray-address): cuts travel through Ray's object store, pieces come back",
+            extra="ray",
+            splits=True,
+        ),
     )
 }
 

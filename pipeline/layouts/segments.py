@@ -32,10 +32,10 @@ from ..supervisor import Supervisor
 from ..tasks import Task
 from .processes import task_worker, worker_context
 
-__all__ = ["run"]
+__all__ = ["SegmentProgress", "join_segments", "run", "segments_checkpoint"]
 
 
-class _TaskProgress:
+class SegmentProgress:
     """Sums the frames done by a task's segments into one running total for the reporter."""
 
     def __init__(self, reporter: Reporter, task: str) -> None:
@@ -66,9 +66,10 @@ class _TaskProgress:
         self._reporter.frames_done(self._task, total)
 
 
-def _checkpoint(
+def segments_checkpoint(
     plan: RunPlan, task: Task, pieces: Pieces, result: TaskResult | None
 ) -> dict[str, object]:
+    """The checkpoint of a task whose segments run side by side: the pieces done so far."""
     finished = [s for s in pieces.segments if s.number in pieces.done]
     thumbs = [
         i
@@ -86,7 +87,7 @@ def _checkpoint(
     )
 
 
-def _join(
+def join_segments(
     plan: RunPlan, task: Task, pieces: Pieces, done: dict[int, TaskResult], started: float
 ) -> TaskResult:
     """The task's result, once all its pieces are finished: they are joined, with the audio."""
@@ -148,7 +149,7 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
         if n < len(pending[task.name])
         for seg in [pending[task.name][n]]
     )
-    progress = {t.name: _TaskProgress(reporter, t.name) for t in plan.tasks}
+    progress = {t.name: SegmentProgress(reporter, t.name) for t in plan.tasks}
     pieces = dict(plan.pieces)
     done: dict[str, dict[int, TaskResult]] = {t.name: {} for t in plan.tasks}
     results: dict[str, TaskResult] = {}
@@ -188,10 +189,10 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                     )
                     result = None
                     if not now.pending:
-                        result = _join(plan, task, now, done[task_name], started)
+                        result = join_segments(plan, task, now, done[task_name], started)
                         results[task_name] = result
                         reporter.task_finished(task_name, result)
-                    state = _checkpoint(plan, task, now, result)
+                    state = segments_checkpoint(plan, task, now, result)
                     saver.submit(
                         partial(write_checkpoint, checkpoint_path(plan.out_dir, task_name), state)
                     )
