@@ -193,7 +193,8 @@ def _add_compare(sub: Any) -> None:
         type=_tasks,
         default=None,
         metavar="A,B,...",
-        help="layouts to compare (default: all); serial always runs, as reference",
+        help="layouts to compare (default: every layout that needs no extra); serial always "
+        "runs, as reference",
     )
     p.add_argument(
         "--repeat", type=int, default=3, metavar="R", help="runs per layout, interleaved (3)"
@@ -355,7 +356,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .plots import speedup_chart, timeline_chart
     from .workloads import WORKLOADS
 
-    layouts = list(args.layouts or LAYOUTS)
+    # Layouts that need an extra (a cluster engine) are compared only when asked for.
+    layouts = list(args.layouts or (name for name, info in LAYOUTS.items() if not info.extra))
     for layout in layouts:
         load_layout(layout)  # unknown or uninstalled layouts fail before any run
     if args.repeat < 1:

@@ -11,8 +11,23 @@ from conftest import ROOT
 
 from pipeline import PipelineError
 from pipeline import compare as compare_module
+from pipeline.layouts import LAYOUTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(180)
+def test_compare_runs_every_layout_that_needs_no_extra_by_default(
+    cli_without_ray, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "cmp"
+    done = cli_without_ray.run(
+        "compare", tiny_clip, "--repeat", "1", "--out", out, "--workers", "2", timeout=170
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["layouts"] == [name for name, info in LAYOUTS.items() if info.extra is None]
+    assert "ray" in LAYOUTS and results["frames_match_serial"] is True
 
 
 @pytest.mark.timeout(300)
