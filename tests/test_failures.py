@@ -101,10 +101,14 @@ def _wait_for_worker(tag: str, output: str, timeout: float = 30):  # type: ignor
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("layout", list(REGISTERED))
+@pytest.mark.parametrize(
+    ("layout", "start"),
+    [(layout, "spawn") for layout in REGISTERED]
+    + [(layout, "fork") for layout in ("processes", "hybrid", "pool", "segments")],
+)
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_exits_promptly_and_leaves_nothing(
-    layout, signum, code, cli, tmp_path, make_clip
+    layout, start, signum, code, cli, tmp_path, make_clip
 ) -> None:
     clip = make_clip("long.mp4", size="320x240", frames=300, gop=30)
     out = tmp_path / "out"
@@ -115,6 +119,8 @@ def test_interrupt_exits_promptly_and_leaves_nothing(
         out,
         "--layout",
         layout,
+        "--start-method",
+        start,
         "--workers",
         "2",
         "--particles",
