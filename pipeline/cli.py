@@ -1,4 +1,4 @@
-"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `workloads`.
+"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `stages`, `workloads`.
 
 Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
 failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
@@ -22,6 +22,7 @@ from .config import (
     AnimationSettings,
     EncoderSettings,
     RunOptions,
+    StageSpec,
     StartMethod,
     Transport,
 )
@@ -129,6 +130,16 @@ _JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--stage",
+        {
+            "action": "append",
+            "metavar": "TASK:STAGE",
+            "help": "add a stage to the end of TASK's chain; STAGE is a built-in stage's name "
+            "(`vidpipe stages`), FILE.py:CLASS or MODULE:CLASS, then :key=value,... options "
+            "(repeatable)",
+        },
+    ),
+    (
         "--transport",
         {
             "default": "shm",
@@ -149,7 +160,9 @@ def _job_arguments(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, kwargs in _JOB_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None and value != kwargs.get("default"):
+        if isinstance(value, list):  # a repeatable option
+            out += [arg for item in value for arg in (flag, item)]
+        elif value is not None and value != kwargs.get("default"):
             out += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
     return out
 
@@ -229,6 +242,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_probe)
     p = sub.add_parser("layouts", help="list the layouts and what runs where")
     p.set_defaults(func=_cmd_layouts)
+    p = sub.add_parser("stages", help="list the built-in stages")
+    p.set_defaults(func=_cmd_stages)
     p = sub.add_parser("workloads", help="list the workload presets")
     p.set_defaults(func=_cmd_workloads)
     return parser
@@ -259,8 +274,17 @@ def _options(args: argparse.Namespace) -> RunOptions:
         resume=getattr(args, "resume", False),
         ray_address=getattr(args, "ray_address", None),
         segment_frames=args.segment_frames,
+        stages=_stages(args.stage),
     )
     return apply_workload(options, args.workload, explicit)
+
+
+def _stages(values: list[str] | None) -> tuple[tuple[str, StageSpec], ...]:
+    if not values:
+        return ()
+    from .stages.loader import parse_task_stage  # imports the stages (and OpenCV)
+
+    return tuple(parse_task_stage(value) for value in values)
 
 
 def _megabytes(n: int) -> str:
@@ -405,6 +429,17 @@ def _cmd_layouts(args: argparse.Namespace) -> int:
     for info in LAYOUTS.values():
         needs = f" (needs the '{info.extra}' extra)" if info.extra else ""
         print(f"{info.name:<{width}}  {info.summary}{needs}")
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from .stages import BUILTIN_STAGES
+
+    width = max(len(name) for name in BUILTIN_STAGES)
+    for name, cls in BUILTIN_STAGES.items():
+        order = "frame-independent" if cls.frame_independent else "in order"
+        formats = ", ".join(sorted(f.value for f in cls.accepts))
+        print(f"{name:<{width}}  {cls.summary()} [{order}; takes {formats}]")
     return 0
 
 

@@ -9,6 +9,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -17,6 +18,7 @@ __all__ = [
     "AnimationSettings",
     "EncoderSettings",
     "RunOptions",
+    "StageSpec",
     "StartMethod",
     "Transport",
 ]
@@ -87,6 +89,19 @@ class AnimationSettings:
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """A stage to build: a built-in stage's name, `FILE.py:CLASS` or `MODULE:CLASS`, and the
+    keyword arguments to build it with (see `pipeline.stages.loader`)."""
+
+    ref: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __str__(self) -> str:
+        options = ",".join(f"{key}={value!r}" for key, value in self.options)
+        return f"{self.ref}:{options}" if options else self.ref
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Everything a run needs besides its input: where outputs go and how the work is laid out.
 
@@ -94,7 +109,8 @@ class RunOptions:
     Layouts other than `segments` encode each task in pieces of at least `segment_frames`
     frames (0: in one piece), so that `resume` can continue an interrupted run after its last
     finished piece. `ray_address` joins an existing Ray cluster (`ray` layout) instead of
-    starting a local instance.
+    starting a local instance. `stages` are (task, stage) pairs: each stage is added to the end
+    of its task's chain, in the order given.
     """
 
     out_dir: Path
@@ -112,12 +128,15 @@ class RunOptions:
     resume: bool = False
     segment_frames: int = 1500
     ray_address: str | None = None
+    stages: tuple[tuple[str, StageSpec], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too
         _check(len(self.tasks) > 0, "--tasks needs at least one task")
         _check(len(set(self.tasks)) == len(self.tasks), "--tasks names a task twice")
-        _check(self.height is None or self.height > 0, f"--height must be positive: {self.height}")
+        _check(
+            self.height is None or self.height >= 2, f"--height must be 2 or more: {self.height}"
+        )
         _check(self.save_every > 0, f"--save-every must be positive, got {self.save_every}")
         _check(
             self.workers is None or self.workers > 0,
@@ -131,6 +150,12 @@ class RunOptions:
             self.ray_address is None
             or re.fullmatch(r"(ray://)?[^:/]+:\d+", self.ray_address) is not None,
             f"--ray-address must be HOST:PORT, got {self.ray_address!r}",
+        )
+        unknown = sorted({task for task, _ in self.stages} - set(self.tasks))
+        _check(
+            not unknown,
+            f"--stage: task '{unknown[0] if unknown else ''}' is not run "
+            f"(--tasks {','.join(self.tasks)})",
         )
         _check(
             self.segment_frames >= 0,

@@ -81,9 +81,12 @@ class RunPlan:
 
 def _fresh_pieces(media: MediaInfo, task: Task, options: RunOptions) -> Pieces:
     """How `task` is cut when nothing is resumed: into `--workers` segments for a layout that
-    runs them side by side, else into pieces of `--segment-frames`."""
+    runs them side by side, else into pieces of `--segment-frames`. A task with a stage that
+    carries state from frame to frame is one piece: each piece would start that state afresh."""
     from .layouts import LAYOUTS
 
+    if not task.frame_independent:
+        return Pieces(tuple(plan_pieces(media, 0, options.out_dir, task.name)))
     if LAYOUTS[options.layout].splits:
         workers = options.workers or usable_cores()
         return Pieces(tuple(plan_segments(media, workers, options.out_dir, task.name)))

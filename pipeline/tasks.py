@@ -8,13 +8,15 @@ The two built-in tasks mirror the teaching note's video-editing job:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import EncoderSettings, RunOptions
+from .config import EncoderSettings, RunOptions, StageSpec
 from .errors import ConfigError
 from .media.probe import MediaInfo
 from .stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
+from .stages.loader import build_stage
 
 __all__ = ["TASK_BUILDERS", "Task", "plan_tasks"]
 
@@ -29,6 +31,11 @@ class Task:
     encoder: EncoderSettings
     keep_audio: bool = True
     size_fix: str | None = None
+
+    @property
+    def frame_independent(self) -> bool:
+        """True when every stage is: frames may then be processed in any order, in pieces."""
+        return all(stage.frame_independent for stage in self.stages)
 
     def decode_format(self, media: MediaInfo) -> PixelFormat:
         """I420 when every stage accepts it (no colour conversion at all), else BGR24."""
@@ -69,27 +76,33 @@ TASK_BUILDERS: dict[str, Callable[[RunOptions, MediaInfo], Task]] = {
 
 
 def _with_even_size(task: Task, media: MediaInfo) -> Task:
-    spec = task.output_spec(media)
+    try:
+        spec = task.output_spec(media)
+    except Exception as exc:  # a stage's output_spec rejects the frames (its configuration)
+        raise ConfigError(f"task '{task.name}': {type(exc).__name__}: {exc}") from exc
     fix = EvenCrop.explain(spec)
     if fix is None:
         return task
-    return Task(
-        task.name,
-        (*task.stages, EvenCrop()),
-        task.output,
-        task.encoder,
-        task.keep_audio,
-        size_fix=fix,
-    )
+    return dataclasses.replace(task, stages=(*task.stages, EvenCrop()), size_fix=fix)
+
+
+def _with_stages(task: Task, specs: list[StageSpec]) -> Task:
+    if not specs:
+        return task
+    added = tuple(build_stage(spec) for spec in specs)
+    return dataclasses.replace(task, stages=(*task.stages, *added))
 
 
 def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
-    """Build the tasks named in `options` for `media`, cropping to even sizes where needed."""
+    """Build the tasks named in `options` for `media`: their built-in stages, then the stages
+    `options.stages` adds, then a crop to even sizes where needed. Raises `ConfigError` for an
+    unknown task or a stage that cannot be loaded."""
     tasks = []
     for name in options.tasks:
         builder = TASK_BUILDERS.get(name)
         if builder is None:
             known = ", ".join(TASK_BUILDERS)
             raise ConfigError(f"unknown task '{name}' (known: {known})")
-        tasks.append(_with_even_size(builder(options, media), media))
+        added = [spec for task, spec in options.stages if task == name]
+        tasks.append(_with_even_size(_with_stages(builder(options, media), added), media))
     return tuple(tasks)

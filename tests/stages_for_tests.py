@@ -62,3 +62,19 @@ class BurnCpu(Stage):
         while time.thread_time() < end:
             pass
         return frame
+
+
+class Trail(Stage):
+    """Blends each frame with the previous output: state carried from frame to frame."""
+
+    name = "trail"
+    frame_independent = False
+
+    def setup(self, spec: object) -> None:
+        self._previous: np.ndarray | None = None
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if self._previous is not None:
+            frame = (frame // 2 + self._previous // 2).astype(np.uint8)
+        self._previous = frame.copy()
+        return frame

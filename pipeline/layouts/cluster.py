@@ -395,13 +395,17 @@ def _spread_over_cluster(
     """Without `--workers`, a joined cluster runs as many segments per task as it has CPUs.
 
     The plan counted this machine's cores; the cluster's are known only once joined. A
-    resumed task keeps the segment plan its finished pieces were cut by.
+    resumed task keeps the segment plan its finished pieces were cut by, and a task whose
+    stages carry state from frame to frame stays in one piece.
     """
     cpus = int(resources.get("CPU", 0))
     if plan.options.workers is not None or any(p.done for p in pieces.values()) or cpus < 1:
         return pieces
     return {
-        name: Pieces(tuple(plan_segments(plan.media, cpus, plan.out_dir, name))) for name in pieces
+        task.name: Pieces(tuple(plan_segments(plan.media, cpus, plan.out_dir, task.name)))
+        if task.frame_independent
+        else pieces[task.name]  # one piece: its stages carry state from frame to frame
+        for task in plan.tasks
     }
 
 

@@ -34,6 +34,9 @@ class Animate(Stage):
     def __init__(
         self, particles: int = 300, glow: int = 2, seed: int = 0, title: str = "vidpipe"
     ) -> None:
+        for key, value in (("particles", particles), ("glow", glow), ("seed", seed)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a whole number, 0 or more, got {value!r}")
         self.particles = particles
         self.glow = glow
         self.seed = seed

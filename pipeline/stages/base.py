@@ -1,27 +1,51 @@
-"""The stage protocol: one step of work on a frame.
+"""The stage protocol: one step of work on a frame. These docstrings are the specification.
 
 Lifecycle, in the process and thread where the stage will run:
 
-1. The stage is built with its configuration as plain, picklable attributes. It may be copied to
-   another process (pickled) or shared by threads before `setup()`, so it holds no resources yet.
-2. `output_spec(spec)` says what frames come out for frames of `spec` coming in. It is pure: the
-   pipeline calls it wherever it plans the chain, without `setup()`.
-3. `setup(spec)` acquires resources (tables, buffers, models) once, where the stage runs.
-4. `process(frame, index)` turns frame number `index` into the output frame. It may modify `frame`
-   in place and return it, or return a new array of the output shape. Frames are `numpy.uint8`
-   arrays: `(height, width, 3)` for BGR24, `(height * 3 // 2, width)` for I420 (YUV 4:2:0).
-5. `teardown()` releases what `setup()` acquired; it is called also when the run fails.
+1. The stage is built with its configuration as plain, picklable attributes (numbers, strings,
+   tuples; public names). Until `setup()` it holds nothing else: no open files, threads, locks,
+   OpenCV objects or large tables. It may be pickled to a worker process or another machine, or
+   shared by several threads, before `setup()`.
+2. `output_spec(spec)` says what frames come out for frames of `spec` coming in. It is pure and
+   cheap: the pipeline calls it while planning, without `setup()`. Raise `ValueError` there when
+   the stage cannot take such frames.
+3. `setup(spec)` acquires resources (tables, buffers, models, threads) once, where the stage
+   runs, and stores them in attributes whose names start with `_` (they are not configuration:
+   `describe()` leaves them out).
+4. `process(frame, index)` turns frame number `index` (counted from the start of the video, also
+   in a segment) into the output frame. It may modify `frame` in place and return it, or return
+   a new array of the output spec's shape. Frames are C-contiguous `numpy.uint8` arrays:
+   `(height, width, 3)` for BGR24, `(height * 3 // 2, width)` for I420 (YUV 4:2:0: the Y plane,
+   then U and V, each a quarter of Y's size). An exception fails the run with a `StageError`
+   naming the stage and the frame; the original exception is its `__cause__`.
+5. `teardown()` releases what `setup()` acquired; it is called once, also when the run fails.
 
-A stage whose output for frame `i` depends only on the frame, `i` and its configuration sets
-`frame_independent = True`: layouts may then run it on several frames at once, in any order, in
-other threads or processes. Such a stage must also be deterministic. A stage that keeps state from
-frame to frame sets it to False and is only run in order, on one frame at a time.
+Determinism. `process` must give the same output for the same input frames every time: every
+layout has to produce the serial run's frames, and `--resume` combines frames of different runs.
+Randomness comes from a seed in the configuration (see `Animate`), never from the clock.
+
+Frame independence. A stage whose output for frame `i` depends only on the frame, `i` and its
+configuration sets `frame_independent = True` (the default). Layouts may then run it on several
+frames at once, in any order: in a pool of threads sharing one instance (`hybrid`), so
+`process` must be thread-safe (no unguarded state written per frame); in several processes
+with a copy each (`pool`); or on separate segments of the video (`segments`, `ray`). A stage
+that carries state from frame to frame (a running average, a tracker) sets it to False: it is
+then run on one frame at a time, in order, by one instance, under every layout; `segments` and
+`ray` still cut the video, so such a stage sees each segment from its first frame with a fresh
+instance.
+
+Pixel formats. `accepts` lists the formats `process` takes; the decoder hands frames in I420,
+with no colour conversion at all, only when every stage of the task accepts it, and in BGR24
+otherwise. A stage returns frames in the format it received.
+
+Which layout suits a stage, and whether it keeps these rules: `vidpipe check-stage`.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import inspect
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
@@ -88,5 +112,16 @@ class Stage(abc.ABC):
         """Release what `setup` acquired. Called once, also after errors."""
 
     def describe(self) -> str:
-        """One line with the stage's name and configuration, for reports."""
-        return self.name
+        """One line with the stage's name and configuration, for reports and for telling jobs
+        apart (`--resume`). By default: the name and the public attributes, which hold the
+        configuration until `setup()` (what `setup()` adds is named with a leading `_`)."""
+        config = ", ".join(
+            f"{key}={value!r}" for key, value in vars(self).items() if not key.startswith("_")
+        )
+        return f"{self.name}({config})" if config else self.name
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class's docstring (`vidpipe stages`)."""
+        doc = inspect.cleandoc(cls.__doc__ or "")  # its own, not inherited from Stage
+        return doc.splitlines()[0] if doc else ""

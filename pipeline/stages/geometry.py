@@ -19,6 +19,8 @@ class Resize(Stage):
     name = "resize"
 
     def __init__(self, height: int) -> None:
+        if not isinstance(height, int) or height < 2:
+            raise ValueError(f"height must be a whole number of pixels, 2 or more, got {height!r}")
         self.height = height
 
     def output_spec(self, spec: StreamSpec) -> StreamSpec:
