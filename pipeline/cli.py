@@ -174,8 +174,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument(
         "--layout",
         default="processes",
-        help="where work runs: serial, threads, processes, hybrid, pool, segments, ray "
-        "(see `vidpipe layouts`)",
+        help="where work runs: serial, threads, processes, hybrid, pool, segments, ray, or a "
+        "layout file ending in .toml (see `vidpipe layouts`)",
     )
     _add_job_options(p)
     p.add_argument(
@@ -423,12 +423,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_layouts(args: argparse.Namespace) -> int:
-    from .layouts import LAYOUTS
+    from .layouts import CUSTOM, LAYOUTS
 
-    width = max(len(name) for name in LAYOUTS)
+    width = max(len(name) for name in [*LAYOUTS, "FILE.toml"])
     for info in LAYOUTS.values():
         needs = f" (needs the '{info.extra}' extra)" if info.extra else ""
         print(f"{info.name:<{width}}  {info.summary}{needs}")
+    print(f"{'FILE.toml':<{width}}  {CUSTOM.summary} (see examples/layouts/)")
     return 0
 
 

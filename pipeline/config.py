@@ -9,9 +9,12 @@ import enum
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .layout_file import LayoutFile
 
 __all__ = [
     "PRESETS",
@@ -110,7 +113,8 @@ class RunOptions:
     frames (0: in one piece), so that `resume` can continue an interrupted run after its last
     finished piece. `ray_address` joins an existing Ray cluster (`ray` layout) instead of
     starting a local instance. `stages` are (task, stage) pairs: each stage is added to the end
-    of its task's chain, in the order given.
+    of its task's chain, in the order given. A `layout` ending in `.toml` names a layout file,
+    read into `layout_file` when the job is planned (`pipeline.layout_file`).
     """
 
     out_dir: Path
@@ -129,6 +133,7 @@ class RunOptions:
     segment_frames: int = 1500
     ray_address: str | None = None
     stages: tuple[tuple[str, StageSpec], ...] = ()
+    layout_file: LayoutFile | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too

@@ -28,7 +28,15 @@ from .chain import StageChain
 from .report import ProcessStats, WorkerStats
 from .stages.base import StreamSpec
 
-__all__ = ["FrameMapper", "InlineMapper", "MapperFactory", "ThreadMapper", "ordered_window"]
+__all__ = [
+    "FrameMapper",
+    "InlineMapper",
+    "MapperChoice",
+    "MapperFactory",
+    "ThreadMapper",
+    "inline_everywhere",
+    "ordered_window",
+]
 
 T = TypeVar("T")
 Indexed = tuple[int, np.ndarray]
@@ -119,6 +127,15 @@ class InlineMapper(FrameMapper):
         return dict(self._chain.seconds)
 
 
+#: Which mapper runs a task's stages, chosen per task (a `pipeline.tasks.Task`).
+MapperChoice = Callable[[Any], MapperFactory]
+
+
+def inline_everywhere(task: Any) -> MapperFactory:
+    """Every task's stages run inline, in the task's own thread."""
+    return InlineMapper
+
+
 class ThreadMapper(FrameMapper):
     """Runs frame-independent stages on `workers` threads of the task's process.
 
@@ -127,13 +144,19 @@ class ThreadMapper(FrameMapper):
     """
 
     def __init__(
-        self, task: str, stages: tuple[Any, ...], spec: StreamSpec, *, workers: int
+        self,
+        task: str,
+        stages: tuple[Any, ...],
+        spec: StreamSpec,
+        *,
+        workers: int,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         self._task = task
         self._chain = StageChain(task, stages, spec)
         self._threads = workers if _parallel(stages) else 1
-        self.window = 2 * self._threads if self._threads > 1 else 1
+        self.window = (window or 2 * self._threads) if self._threads > 1 else 1
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stats: dict[str, list[float]] = {}

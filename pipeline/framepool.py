@@ -110,6 +110,7 @@ class ProcessMapper(FrameMapper):
         spec: StreamSpec,
         *,
         workers: int,
+        window: int | None = None,
         transport: Transport,
         start_method: str,
         run_id: str,
@@ -123,7 +124,7 @@ class ProcessMapper(FrameMapper):
         self._spec = spec
         # No stage: nothing to send anywhere. A stage that needs order: one worker, in order.
         self._count = 0 if not stages else workers if parallel else 1
-        self.window = 2 * self._count
+        self.window = (window or 2 * self._count) if self._count else 0
         self._slots = self.window + 2  # window in flight, one being decoded, one being encoded
         self._transport = transport
         self._context = multiprocessing.get_context(start_method)

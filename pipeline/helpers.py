@@ -202,9 +202,10 @@ class Helpers:
         return cls(InlineProgress(reporter), InlineSaver())
 
     @classmethod
-    def threaded(cls, reporter: Reporter) -> Helpers:
-        """A progress thread and a saver thread (every other layout)."""
-        return cls(ThreadProgress(reporter), ThreadSaver())
+    def threaded(cls, reporter: Reporter, save_queue: int = SAVE_QUEUE_SIZE) -> Helpers:
+        """A progress thread and a saver thread with `save_queue` saves waiting at most (every
+        other layout)."""
+        return cls(ThreadProgress(reporter), ThreadSaver(save_queue))
 
     def cancel(self) -> None:
         """Ask every task loop of this process to stop, and unblock them by killing ffmpeg."""

@@ -16,6 +16,7 @@ from .checkpoints import checkpoint_path, load_previous
 from .config import RunOptions
 from .environment import collect_environment, configure_process, usable_cores
 from .errors import ConfigError
+from .helpers import SAVE_QUEUE_SIZE
 from .media.probe import MediaInfo, probe
 from .media.sink import partial_path
 from .report import RunReport, TaskResult, self_stats
@@ -66,6 +67,12 @@ class RunPlan:
         """Pool size and segment count: `--workers`, or the usable cores."""
         return self.options.workers or usable_cores()
 
+    @property
+    def save_queue(self) -> int:
+        """Saves that may wait for a process's saver thread: the layout file's, or 8."""
+        layout = self.options.layout_file
+        return (layout and layout.save_queue) or SAVE_QUEUE_SIZE
+
     def with_tasks(self, *tasks: Task) -> RunPlan:
         """This plan with other tasks (such as ones with stages of your own), started afresh."""
         pieces = {t.name: _fresh_pieces(self.media, t, self.options) for t in tasks}
@@ -83,11 +90,11 @@ def _fresh_pieces(media: MediaInfo, task: Task, options: RunOptions) -> Pieces:
     """How `task` is cut when nothing is resumed: into `--workers` segments for a layout that
     runs them side by side, else into pieces of `--segment-frames`. A task with a stage that
     carries state from frame to frame is one piece: each piece would start that state afresh."""
-    from .layouts import LAYOUTS
+    from .layouts import layout_info
 
     if not task.frame_independent:
         return Pieces(tuple(plan_pieces(media, 0, options.out_dir, task.name)))
-    if LAYOUTS[options.layout].splits:
+    if layout_info(options.layout).splits:
         workers = options.workers or usable_cores()
         return Pieces(tuple(plan_segments(media, workers, options.out_dir, task.name)))
     return Pieces(tuple(plan_pieces(media, options.segment_frames, options.out_dir, task.name)))
@@ -184,8 +191,10 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     directory left: a finished task is not run again, and an unfinished one keeps its finished
     pieces. A task with nothing to reuse starts from the beginning.
     """
+    from .layout_file import apply_layout_file
     from .layouts import load_layout
 
+    options = apply_layout_file(options)  # a layout file is read and checked here, once
     load_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)

@@ -94,15 +94,18 @@ def _with_stages(task: Task, specs: list[StageSpec]) -> Task:
 
 
 def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
-    """Build the tasks named in `options` for `media`: their built-in stages, then the stages
-    `options.stages` adds, then a crop to even sizes where needed. Raises `ConfigError` for an
-    unknown task or a stage that cannot be loaded."""
+    """Build the tasks named in `options` for `media`: their built-in stages (unless the layout
+    file leaves them out), then the stages `options.stages` adds, then a crop to even sizes
+    where needed. Raises `ConfigError` for an unknown task or a stage that cannot be loaded."""
     tasks = []
     for name in options.tasks:
         builder = TASK_BUILDERS.get(name)
         if builder is None:
             known = ", ".join(TASK_BUILDERS)
             raise ConfigError(f"unknown task '{name}' (known: {known})")
-        added = [spec for task, spec in options.stages if task == name]
-        tasks.append(_with_even_size(_with_stages(builder(options, media), added), media))
+        task = builder(options, media)
+        if options.layout_file and not options.layout_file.task(name).builtin_stages:
+            task = dataclasses.replace(task, stages=())
+        added = [spec for task_name, spec in options.stages if task_name == name]
+        tasks.append(_with_even_size(_with_stages(task, added), media))
     return tuple(tasks)

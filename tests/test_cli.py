@@ -112,7 +112,7 @@ def test_layouts_lists_every_layout(cli) -> None:
     done = cli.run("layouts")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    assert names == list(LAYOUTS)
+    assert names == [*LAYOUTS, "FILE.toml"]
 
 
 def test_run_writes_outputs_and_report(cli, tmp_path, tiny_clip) -> None:

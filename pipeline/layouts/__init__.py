@@ -16,7 +16,7 @@ from ..job import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 
-__all__ = ["LAYOUTS", "Layout", "LayoutInfo", "load_layout"]
+__all__ = ["CUSTOM", "LAYOUTS", "Layout", "LayoutInfo", "layout_info", "load_layout"]
 
 
 class Layout(Protocol):
@@ -92,11 +92,33 @@ LAYOUTS: dict[str, LayoutInfo] = {
 }
 
 
-def load_layout(name: str) -> Layout:
-    """The layout module registered as `name`; `ConfigError` if unknown or not installed."""
+#: What runs a layout file (`--layout path/to/layout.toml`, see `pipeline.layout_file`).
+CUSTOM = LayoutInfo(
+    "custom",
+    "pipeline.layouts.custom",
+    "a layout file: tasks placed as it says, each with the frame pool it names",
+)
+
+
+def layout_info(name: str) -> LayoutInfo:
+    """The registered layout `name`, or `CUSTOM` for a layout file; `ConfigError` if unknown."""
+    from ..layout_file import is_layout_file
+
+    if is_layout_file(name):
+        return CUSTOM
     info = LAYOUTS.get(name)
     if info is None:
-        raise ConfigError(f"unknown layout '{name}' (available: {', '.join(LAYOUTS)})")
+        raise ConfigError(
+            f"unknown layout '{name}' (available: {', '.join(LAYOUTS)}, or a layout file "
+            "ending in .toml)"
+        )
+    return info
+
+
+def load_layout(name: str) -> Layout:
+    """The module that runs layout `name` (a registered layout, or a layout file); `ConfigError`
+    if unknown or not installed."""
+    info = layout_info(name)
     try:
         module = importlib.import_module(info.module)
     except ImportError as exc:

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..framemap import ThreadMapper
+from ..framemap import MapperFactory, ThreadMapper
 from ..job import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 from .processes import run_task_processes
 
-__all__ = ["run"]
+__all__ = ["run", "thread_pool"]
+
+
+def thread_pool(
+    plan: RunPlan, workers: int | None = None, window: int | None = None
+) -> MapperFactory:
+    """A frame mapper running the stages on a pool of `workers` threads (default: the plan's),
+    with at most `window` frames in flight (default: twice the threads)."""
+    return partial(ThreadMapper, workers=workers or plan.workers, window=window)
 
 
 def run(plan: RunPlan, reporter: Reporter) -> RunReport:
-    return run_task_processes(plan, reporter, partial(ThreadMapper, workers=plan.workers))
+    factory = thread_pool(plan)
+    return run_task_processes(plan, reporter, lambda task: factory)

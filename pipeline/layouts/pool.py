@@ -9,24 +9,39 @@ from __future__ import annotations
 
 from functools import partial
 
+from ..config import Transport
+from ..framemap import MapperFactory
 from ..framepool import ProcessMapper
 from ..job import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 from .processes import run_task_processes
 
-__all__ = ["run"]
+__all__ = ["process_pool", "run"]
 
 
-def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+def process_pool(
+    plan: RunPlan,
+    workers: int | None = None,
+    window: int | None = None,
+    transport: Transport | None = None,
+) -> MapperFactory:
+    """A frame mapper running the stages on a pool of `workers` processes (default: the
+    plan's), with at most `window` frames in flight (default: twice the workers), moving frames
+    by `transport` (default: `--transport`)."""
     options = plan.options
-    mapper = partial(
+    return partial(
         ProcessMapper,
-        workers=plan.workers,
-        transport=options.transport,
+        workers=workers or plan.workers,
+        window=window,
+        transport=transport or options.transport,
         start_method=options.start_method.value,
         run_id=plan.run_id,
         opencv_threads=options.opencv_threads,
         trace_dir=plan.trace_dir,
     )
-    return run_task_processes(plan, reporter, mapper)
+
+
+def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+    factory = process_pool(plan)
+    return run_task_processes(plan, reporter, lambda task: factory)

@@ -15,7 +15,7 @@ import time
 from .. import trace
 from ..config import StartMethod
 from ..environment import configure_process
-from ..framemap import InlineMapper, MapperFactory
+from ..framemap import InlineMapper, MapperChoice, MapperFactory, inline_everywhere
 from ..helpers import Helpers
 from ..job import RunPlan, build_report
 from ..report import RunReport, TaskResult, self_stats
@@ -56,7 +56,10 @@ def task_worker(
             f"segment {segment.number} of {task.name}",
             f"segment:{task.name}:{segment.number}",
         )
-    with trace.session(role, plan.trace_dir), Helpers.threaded(reporter) as helpers:
+    with (
+        trace.session(role, plan.trace_dir),
+        Helpers.threaded(reporter, plan.save_queue) as helpers,
+    ):
         if segment is None:
             result = run_task(
                 task,
@@ -81,13 +84,14 @@ def task_worker(
 
 
 def run_task_processes(
-    plan: RunPlan, reporter: Reporter, mapper: MapperFactory = InlineMapper
+    plan: RunPlan, reporter: Reporter, mapper_for: MapperChoice = inline_everywhere
 ) -> RunReport:
-    """Run each task in a process of its own, its stages run by `mapper` (must pickle)."""
+    """Run each task in a process of its own, its stages run by the frame mapper
+    `mapper_for(task)` chooses (it is pickled to the task's process)."""
     started = time.perf_counter()
     with Supervisor(worker_context(plan.options.start_method), reporter) as supervisor:
         for task in plan.tasks:
-            supervisor.start(task.name, task_worker, task, plan, mapper)
+            supervisor.start(task.name, task_worker, task, plan, mapper_for(task))
         results = supervisor.results()
     return build_report(plan, started, results)
 

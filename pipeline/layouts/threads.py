@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 
+from ..framemap import MapperChoice, inline_everywhere
 from ..helpers import Helpers
 from ..job import RunPlan, build_report
 from ..report import RunReport, TaskResult
@@ -17,12 +18,16 @@ from ..reporters import Reporter
 from ..runner import run_task
 from ..tasks import Task
 
-__all__ = ["run"]
+__all__ = ["run", "run_threads"]
 
 _Outcome = tuple[str, TaskResult | None, BaseException | None]
 
 
-def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+def run_threads(
+    plan: RunPlan, reporter: Reporter, mapper_for: MapperChoice = inline_everywhere
+) -> RunReport:
+    """Run each task in a thread of its own, its stages run by the frame mapper
+    `mapper_for(task)` chooses; the first error stops every task."""
     started = time.perf_counter()
     outcomes: queue.Queue[_Outcome] = queue.Queue()
     results: dict[str, TaskResult] = {}
@@ -35,13 +40,14 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                 plan.out_dir,
                 helpers,
                 save_every=plan.options.save_every,
+                mapper_factory=mapper_for(task),
                 pieces=plan.pieces[task.name],
             )
             outcomes.put((task.name, result, None))
         except BaseException as exc:  # handed to the main thread, which raises it
             outcomes.put((task.name, None, exc))
 
-    with Helpers.threaded(reporter) as helpers:
+    with Helpers.threaded(reporter, plan.save_queue) as helpers:
         threads = [
             threading.Thread(target=work, args=(task, helpers), name=f"task-{task.name}")
             for task in plan.tasks
@@ -63,3 +69,7 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                 if thread.ident is not None:  # started
                     thread.join()
     return build_report(plan, started, results)
+
+
+def run(plan: RunPlan, reporter: Reporter) -> RunReport:
+    return run_threads(plan, reporter)

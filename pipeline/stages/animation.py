@@ -105,6 +105,3 @@ class Animate(Stage):
         ):
             cv2.putText(frame, text, origin, font, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
             cv2.putText(frame, text, origin, font, scale, (255, 255, 255), thick, cv2.LINE_AA)
-
-    def describe(self) -> str:
-        return f"animate(particles={self.particles}, glow={self.glow}, seed={self.seed})"
