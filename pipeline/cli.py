@@ -1,4 +1,5 @@
-"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `stages`, `workloads`.
+"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `stages`, `check-stage`,
+`workloads`.
 
 Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
 failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
@@ -244,6 +245,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_layouts)
     p = sub.add_parser("stages", help="list the built-in stages")
     p.set_defaults(func=_cmd_stages)
+    p = sub.add_parser(
+        "check-stage",
+        help="check a stage against the protocol and say which layout suits it",
+        description="Runs the stage on generated frames: picklable, deterministic, safe under "
+        "threads and in any order (when it claims frame independence), and whether it "
+        "releases the GIL. Exit 1 when it breaks a rule the layouts rely on.",
+    )
+    p.add_argument(
+        "stage", metavar="STAGE", help="NAME, FILE.py:CLASS or MODULE:CLASS, then :key=value,..."
+    )
+    p.add_argument("--size", default="320x240", metavar="WxH", help="frame size (320x240)")
+    p.add_argument("--frames", type=int, default=24, metavar="N", help="frames (24)")
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+    p.set_defaults(func=_cmd_check_stage)
     p = sub.add_parser("workloads", help="list the workload presets")
     p.set_defaults(func=_cmd_workloads)
     return parser
@@ -442,6 +457,50 @@ def _cmd_stages(args: argparse.Namespace) -> int:
         formats = ", ".join(sorted(f.value for f in cls.accepts))
         print(f"{name:<{width}}  {cls.summary()} [{order}; takes {formats}]")
     return 0
+
+
+def _yes(value: bool | None, unknown: str = "not checked") -> str:
+    return unknown if value is None else "yes" if value else "NO"
+
+
+def _cmd_check_stage(args: argparse.Namespace) -> int:
+    from .stagecheck import check_stage
+    from .stages.loader import parse_stage_spec
+
+    width, _, height = args.size.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 2 and int(height) >= 2):
+        raise ConfigError(f"--size must be WIDTHxHEIGHT, at least 2x2, got '{args.size}'")
+    if args.frames < 2:
+        raise ConfigError(f"--frames must be 2 or more, got {args.frames}")
+    spec = parse_stage_spec(args.stage, f"check-stage '{args.stage}'")
+    report = check_stage(spec, width=int(width), height=int(height), count=args.frames)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    independent = "declared yes" if report.frame_independent else "declared no: runs in order"
+    speed = (
+        "not measured (one usable core)"
+        if report.speedup_2_threads is None
+        else f"{_yes(report.releases_gil, 'partly')}: 2 threads {report.speedup_2_threads:.2f}x "
+        "as fast as 1"
+    )
+    rows = [
+        ("stage", f"{report.stage} ({report.spec})"),
+        ("frames", f"{report.frames} generated {report.size} {report.pix_fmt} frames"),
+        ("picklable", _yes(report.picklable)),
+        ("deterministic", _yes(report.deterministic)),
+        ("frame-independent", independent),
+        ("any order", _yes(report.order_independent)),
+        ("thread-safe", _yes(report.thread_safe)),
+        ("releases the GIL", speed),
+        ("recommendation", f"{report.recommendation}: {report.reason}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<18} {value}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("verdict: " + ("safe for the layouts it claims" if report.ok else "NOT safe"))
+    return 0 if report.ok else 1
 
 
 def _cmd_workloads(args: argparse.Namespace) -> int:

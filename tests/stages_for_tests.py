@@ -78,3 +78,56 @@ class Trail(Stage):
             frame = (frame // 2 + self._previous // 2).astype(np.uint8)
         self._previous = frame.copy()
         return frame
+
+
+class Racy(Stage):
+    """Claims frame independence but keeps the frame in `self` while working on it."""
+
+    name = "racy"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        self._current = frame.copy()
+        time.sleep(0.001)  # another thread's frame lands in self._current meanwhile
+        return np.asarray(self._current // 2 + index % 7, dtype=np.uint8)
+
+
+class Counter(Stage):
+    """Claims frame independence but stamps how many frames it has seen (order-dependent)."""
+
+    name = "counter"
+
+    def setup(self, spec: object) -> None:
+        self._seen = 0
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        self._seen += 1
+        frame[0, 0] = self._seen % 256
+        return frame
+
+
+class Noisy(Stage):
+    """Adds unseeded noise: different frames on every run."""
+
+    name = "noisy"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        noise = np.random.default_rng().integers(0, 8, frame.shape, dtype=np.uint8)
+        return np.asarray(frame | noise, dtype=np.uint8)
+
+
+class Unpicklable(Stage):
+    """Holds a lock from the start, breaking the rule that only configuration exists before
+    setup()."""
+
+    name = "unpicklable"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        with self.lock:
+            return frame

@@ -1,0 +1,96 @@
+"""`vidpipe check-stage`: finds the broken rules, and measures whether a stage releases the GIL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.environment import usable_cores
+
+TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the GIL needs 2 cores to show")
+
+
+def _check(cli, stage: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def, type-arg]
+    done = cli.run("check-stage", stage, "--json", "--frames", "12")
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+@TWO_CORES
+def test_a_stage_that_holds_the_gil_is_recommended_processes(cli) -> None:
+    code, report = _check(cli, "animate:particles=2000,glow=0")  # positions in pure Python
+    assert code == 0 and report["ok"]
+    assert report["releases_gil"] is False and report["speedup_2_threads"] < 1.2
+    assert report["recommendation"] == "processes"
+
+
+@TWO_CORES
+def test_a_stage_that_releases_the_gil_is_recommended_threads(cli) -> None:
+    code, report = _check(cli, "animate:particles=0,glow=6")  # OpenCV blurs
+    assert code == 0 and report["ok"]
+    assert report["releases_gil"] is True and report["speedup_2_threads"] >= 1.4
+    assert report["recommendation"] == "threads"
+
+
+def test_a_well_behaved_stage_passes_every_check(cli) -> None:
+    code, report = _check(cli, "examples/stages/sepia.py:Sepia:strength=0.5")
+    assert code == 0
+    assert report["picklable"] and report["deterministic"]
+    assert report["order_independent"] and report["thread_safe"]
+    assert report["problems"] == []
+
+
+@pytest.mark.parametrize(
+    ("stage", "broken", "words"),
+    [
+        ("tests.stages_for_tests:Racy", "thread_safe", "threads sharing one instance"),
+        ("tests.stages_for_tests:Counter", "order_independent", "in another order"),
+        ("tests.stages_for_tests:Noisy", "deterministic", "not deterministic"),
+        ("tests.stages_for_tests:Unpicklable", "picklable", "not picklable"),
+    ],
+)
+def test_a_stage_that_breaks_a_rule_fails_the_check_naming_it(cli, stage, broken, words) -> None:
+    code, report = _check(cli, stage)
+    assert code == 1 and not report["ok"]
+    assert report[broken] is False
+    assert any(words in problem for problem in report["problems"]), report["problems"]
+
+
+def test_a_stage_with_state_is_checked_in_order_only(cli) -> None:
+    code, report = _check(cli, "tests.stages_for_tests:Trail")
+    assert code == 0
+    assert report["frame_independent"] is False
+    assert report["order_independent"] is None and report["thread_safe"] is None
+
+
+def test_the_text_report_ends_with_a_verdict(cli) -> None:
+    done = cli.run("check-stage", "tests.stages_for_tests:Noisy", "--frames", "4")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("stage ") and lines[-1] == "verdict: NOT safe"
+    assert any(line.startswith("problem: not deterministic") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere.py:X"], "stage file nowhere.py: no such file"),
+        (["warp"], "'warp' is neither a built-in stage"),
+        (["resize:height=40", "--size", "big"], "--size must be WIDTHxHEIGHT"),
+        (["resize:height=40", "--frames", "1"], "--frames must be 2 or more"),
+    ],
+)
+def test_a_bad_check_stage_call_is_one_error_line(cli, args, message) -> None:
+    done = cli.run("check-stage", *args)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_stage_that_raises_is_one_error_line_naming_it(cli) -> None:
+    done = cli.run("check-stage", "tests.stages_for_tests:FailAt:at=3")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: stage fail-at failed on generated 320x240 frames: ValueError: bad frame 3"
+    )
