@@ -36,16 +36,31 @@ class StageChain:
                 stage.setup(spec)
             except Exception as exc:
                 raise StageError(
-                    task=self.task, stage=stage.name, index=-1, error=f"setup failed: {exc!r}"
+                    task=self.task, stage=stage.name, index=-1, error=f"setup() raised {exc!r}"
                 ) from exc
             self._ready.append(stage)
             spec = stage.output_spec(spec)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Tear every stage down, also after errors; the first teardown error is raised as a
+        `StageError` unless the chain is already failing with another."""
+        failed: StageError | None = None
         for stage in reversed(self._ready):
-            stage.teardown()
+            try:
+                stage.teardown()
+            except Exception as err:
+                if failed is None:
+                    failed = StageError(
+                        task=self.task,
+                        stage=stage.name,
+                        index=-1,
+                        error=f"teardown() raised {err!r}",
+                    )
+                    failed.__cause__ = err
         self._ready.clear()
+        if failed is not None and exc is None:
+            raise failed
 
     def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         for stage in self.stages:

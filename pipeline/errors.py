@@ -75,10 +75,12 @@ def _cause(stderr_tail: str) -> str:
 
 
 class StageError(PipelineError):
-    """A stage raised while processing a frame; the original error is the `__cause__`."""
+    """A stage raised while processing frame `index` (-1: in `setup()` or `teardown()`); the
+    original error is the `__cause__`."""
 
     def __init__(self, *, task: str, stage: str, index: int, error: str) -> None:
-        super().__init__(f"task '{task}': stage '{stage}' failed on frame {index}: {error}")
+        where = f" on frame {index}" if index >= 0 else ""
+        super().__init__(f"task '{task}': stage '{stage}' failed{where}: {error}")
         self.task = task
         self.stage = stage
         self.index = index

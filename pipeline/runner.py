@@ -21,7 +21,7 @@ import numpy as np
 
 from . import trace
 from .checkpoints import checkpoint_path, checkpoint_state, thumbnails_in
-from .errors import Interrupted, MediaError
+from .errors import Interrupted, MediaError, StageError
 from .faults import fault_at
 from .framemap import FrameMapper, InlineMapper, MapperFactory
 from .helpers import Helpers
@@ -307,6 +307,11 @@ def run_task(
                 digest = FrameDigest.combine([read_digests(s) for s in pieces.segments])
     except (MediaError, BrokenPipeError) as exc:
         raise _named(task, helpers, exc) from exc
+    except StageError:
+        # A stage's teardown may fail after the output was complete: the task failed all the
+        # same, and a failed task leaves no output behind.
+        output.unlink(missing_ok=True)
+        raise
     result = _result(
         task, media, tally, mapper, started=started, output=output, digest=digest, audio=True
     )
@@ -351,6 +356,11 @@ def run_segment(
             atomic_write_bytes(digests_path(segment), digest.kept)
     except (MediaError, BrokenPipeError) as exc:
         raise _named(task, helpers, exc) from exc
+    except StageError:
+        # A stage's teardown may fail after the piece was complete: it is not a finished piece.
+        segment.piece.unlink(missing_ok=True)
+        digests_path(segment).unlink(missing_ok=True)
+        raise
     result = _result(
         task,
         media,

@@ -131,3 +131,15 @@ class Unpicklable(Stage):
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
         with self.lock:
             return frame
+
+
+class FailTeardown(Stage):
+    """Passes frames through; its teardown raises (a background thread that failed, say)."""
+
+    name = "fail-teardown"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return frame
+
+    def teardown(self) -> None:
+        raise OSError("could not flush")

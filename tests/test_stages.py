@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from pipeline import RunOptions, run
+from pipeline import RunOptions, StageError, run
 from pipeline.config import StageSpec
 from pipeline.errors import ConfigError
 from pipeline.stages import BUILTIN_STAGES
@@ -167,3 +167,20 @@ def test_the_commands_in_the_stages_guide_run(cli, tiny_clip, tmp_path) -> None:
         words[words.index("--out") + 1] = str(tmp_path / f"out{n}")
         done = cli.run(*words[1:], "--no-progress")
         assert done.returncode == 0, (words, done.stderr)
+
+
+@pytest.mark.parametrize("layout", ["serial", "processes", "pool", "segments"])
+def test_a_stage_whose_teardown_fails_fails_the_run_naming_it(layout, tiny_clip, tmp_path) -> None:
+    options = RunOptions(
+        out_dir=tmp_path,
+        layout=layout,
+        tasks=("compress",),
+        stages=(("compress", StageSpec("tests.stages_for_tests:FailTeardown")),),
+    )
+    with pytest.raises(StageError) as failed:
+        run(tiny_clip, options)
+    assert str(failed.value) == (
+        "task 'compress': stage 'fail-teardown' failed: "
+        "teardown() raised OSError('could not flush')"
+    )
+    assert not (tmp_path / "compressed.mp4").exists() and not (tmp_path / ".pieces").exists()
