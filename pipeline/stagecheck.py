@@ -134,11 +134,15 @@ def _shared_by_threads(
 def _timed(works: list[Callable[[], None]]) -> float:
     """Seconds until every one of `works`, each in a thread of its own, has finished."""
     barrier = threading.Barrier(len(works) + 1)
+    errors: list[BaseException] = []
 
     def start(work: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             barrier.wait()
-            work()
+            try:
+                work()
+            except BaseException as exc:  # raised in the caller's thread below
+                errors.append(exc)
 
         return run
 
@@ -149,6 +153,8 @@ def _timed(works: list[Callable[[], None]]) -> float:
     started = time.perf_counter()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     return time.perf_counter() - started
 
 
