@@ -21,8 +21,8 @@ demo: $(VENV)/.base
 	@echo "outputs in demo_out/ (report: demo_out/report.json)"
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check pipeline tests scripts examples
-	$(PY) -m ruff format --check pipeline tests scripts examples
+	$(PY) -m ruff check pipeline tests scripts examples exercises
+	$(PY) -m ruff format --check pipeline tests scripts examples exercises
 
 types: $(VENV)/.dev
 	$(PY) -m mypy pipeline

@@ -38,7 +38,7 @@ from .errors import PipelineError
 from .stages.base import PixelFormat, Stage, StreamSpec
 from .stages.loader import build_stage
 
-__all__ = ["GIL_FREE_SPEEDUP", "GIL_HELD_SPEEDUP", "StageReport", "check_stage", "test_frames"]
+__all__ = ["GIL_FREE_SPEEDUP", "GIL_HELD_SPEEDUP", "StageReport", "check_stage", "generated_frames"]
 
 #: 2 threads at least this much faster than 1: the stage releases the GIL.
 GIL_FREE_SPEEDUP = 1.4
@@ -80,7 +80,7 @@ class StageReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def test_frames(width: int, height: int, count: int, pix_fmt: PixelFormat) -> list[np.ndarray]:
+def generated_frames(width: int, height: int, count: int, pix_fmt: PixelFormat) -> list[np.ndarray]:
     """`count` deterministic frames with edges, gradients and noise, in `pix_fmt`."""
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, width, dtype=np.float32)
@@ -212,7 +212,7 @@ def check_stage(
 def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -> StageReport:
     pix_fmt = PixelFormat.BGR24 if PixelFormat.BGR24 in stage.accepts else PixelFormat.YUV420P
     stream = StreamSpec(width, height, Fraction(25), pix_fmt)
-    frames = test_frames(width, height, count, pix_fmt)
+    frames = generated_frames(width, height, count, pix_fmt)
     in_order = list(range(count))
     problems: list[str] = []
     opencv_threads = cv2.getNumThreads()
