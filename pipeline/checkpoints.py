@@ -48,6 +48,7 @@ def job_key(task: Task, media: MediaInfo) -> dict[str, Any]:
         "stages": [stage.describe() for stage in task.stages],
         "encoder": [task.encoder.preset, task.encoder.crf],
         "output": task.output,
+        "frame_digest": "xxh3_128",  # pieces' digests of another kind cannot be combined
     }
 
 

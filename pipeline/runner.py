@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from . import trace
 from .checkpoints import checkpoint_path, checkpoint_state, thumbnails_in
@@ -37,11 +38,15 @@ __all__ = ["FrameDigest", "run_segment", "run_task"]
 
 
 class FrameDigest:
-    """sha256 over the sha256 digests of every frame, in frame order.
+    """sha256 over the 128-bit xxh3 digests of every frame, in frame order.
 
     Per-frame digests make the result computable by any layout, including ones that process
     frames or segments out of order: they only need to combine the per-frame digests in order
-    (`combine`). With `keep`, the per-frame digests are kept too (32 bytes a frame).
+    (`combine`). With `keep`, the per-frame digests are kept too (`DIGEST_SIZE` bytes a frame).
+    Frames are hashed with xxh3 (tens of GB/s) rather than sha256 (under 2 GB/s here: a third
+    of a core for a 720p stream, taken from the encoder): the digests tell whether two runs made
+    the same frames, where a 128-bit hash's chance of missing a difference is 2^-128; they do
+    not authenticate anything, which is what a cryptographic hash would add.
     """
 
     def __init__(self, *, keep: bool = False) -> None:
@@ -50,7 +55,7 @@ class FrameDigest:
         self._kept: list[bytes] = []
 
     def update(self, frame: np.ndarray) -> None:
-        inner = hashlib.sha256(np.ascontiguousarray(frame).data).digest()
+        inner = xxhash.xxh3_128(np.ascontiguousarray(frame).data).digest()
         self._outer.update(inner)
         if self._keep:
             self._kept.append(inner)

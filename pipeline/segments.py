@@ -4,7 +4,7 @@ A segment starts at a keyframe, so it decodes exactly on its own (ffmpeg seeks t
 forward), and its frames keep their indices in the whole video, so stages that depend on the
 index (the animation's timecode) produce the same frames as a serial run. Pieces are joined
 without re-encoding (`pipeline.media.sink.join_pieces`). Next to each finished piece lie the
-sha256 digests of its frames (`digests_path`), from which the digest of the whole video is
+digests of its frames (`digests_path`), from which the digest of the whole video is
 combined, also when its pieces were made by different runs (`--resume`).
 """
 
@@ -33,7 +33,7 @@ __all__ = [
     "remove_pieces",
 ]
 
-DIGEST_SIZE = 32  # bytes of one frame's sha256 digest
+DIGEST_SIZE = 16  # bytes of one frame's digest (xxh3, 128 bits: see runner.FrameDigest)
 
 
 @dataclass(frozen=True)
