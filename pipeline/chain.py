@@ -11,6 +11,7 @@ from . import trace
 from .errors import StageError
 from .faults import fault_at
 from .stages.base import Stage, StreamSpec
+from .stages.color import ToBGR, ToI420
 
 __all__ = ["StageChain"]
 
@@ -26,6 +27,10 @@ class StageChain:
         self.stages = stages
         self.spec = spec
         self._ready: list[Stage] = []
+        # An injected stage fault (tests) strikes after the task's own last stage, not after
+        # the colour conversion that the planner may have put behind it.
+        own = [stage for stage in stages if not isinstance(stage, ToBGR | ToI420)]
+        self._fault_stage: Stage | None = (own or list(stages))[-1] if stages else None
         self.seconds: dict[str, float] = {}  # time in each stage, summed over frames
         self._lock = threading.Lock()  # frame pools apply from several threads
 
@@ -67,7 +72,7 @@ class StageChain:
             begin = trace.now()
             try:
                 frame = stage.process(frame, index)
-                if stage is self.stages[-1]:
+                if stage is self._fault_stage:
                     fault_at("stage", self.task, index)
             except Exception as exc:
                 raise StageError(

@@ -16,6 +16,7 @@ from .config import EncoderSettings, RunOptions, StageSpec
 from .errors import ConfigError
 from .media.probe import MediaInfo
 from .stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
+from .stages.color import ToBGR, ToI420
 from .stages.loader import build_stage
 
 __all__ = ["TASK_BUILDERS", "Task", "plan_tasks"]
@@ -38,9 +39,10 @@ class Task:
         return all(stage.frame_independent for stage in self.stages)
 
     def decode_format(self, media: MediaInfo) -> PixelFormat:
-        """I420 when every stage accepts it (no colour conversion at all), else BGR24."""
-        even = media.width % 2 == 0 and media.height % 2 == 0
-        if even and all(PixelFormat.YUV420P in stage.accepts for stage in self.stages):
+        """What the decoder hands over: I420, its native format, when the frame size allows it
+        (I420 needs even sizes) and the first stage takes it; else BGR24."""
+        first = self.stages[0].accepts if self.stages else {PixelFormat.YUV420P}
+        if _even(media.spec()) and PixelFormat.YUV420P in first:
             return PixelFormat.YUV420P
         return PixelFormat.BGR24
 
@@ -93,10 +95,35 @@ def _with_stages(task: Task, specs: list[StageSpec]) -> Task:
     return dataclasses.replace(task, stages=(*task.stages, *added))
 
 
+def _even(spec: StreamSpec) -> bool:
+    return spec.width % 2 == 0 and spec.height % 2 == 0
+
+
+def _with_conversions(task: Task, media: MediaInfo) -> Task:
+    """Frames stay in I420 from the decoder to the encoder except for the stages that need
+    BGR: a `ToBGR` goes before the first of them, a `ToI420` after the last stage (so the
+    encoder gets I420 too, and the pipes and pools carry half the bytes). A video of odd size
+    is decoded to BGR, as I420 cannot hold it, and cropped even at the end (`EvenCrop`)."""
+    decoded = PixelFormat.YUV420P if _even(media.spec()) else PixelFormat.BGR24
+    spec = media.spec(decoded)
+    stages: list[Stage] = []
+    for stage in task.stages:
+        if spec.pix_fmt not in stage.accepts and _even(spec):
+            convert = ToBGR() if spec.pix_fmt is PixelFormat.YUV420P else ToI420()
+            stages.append(convert)
+            spec = convert.output_spec(spec)
+        stages.append(stage)
+        spec = stage.output_spec(spec)
+    if spec.pix_fmt is PixelFormat.BGR24 and _even(spec):
+        stages.append(ToI420())
+    return dataclasses.replace(task, stages=tuple(stages))
+
+
 def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
     """Build the tasks named in `options` for `media`: their built-in stages (unless the layout
     file leaves them out), then the stages `options.stages` adds, then a crop to even sizes
-    where needed. Raises `ConfigError` for an unknown task or a stage that cannot be loaded."""
+    where needed, with colour conversions where a stage needs BGR (`_with_conversions`).
+    Raises `ConfigError` for an unknown task or a stage that cannot be loaded."""
     tasks = []
     for name in options.tasks:
         builder = TASK_BUILDERS.get(name)
@@ -107,5 +134,6 @@ def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
         if options.layout_file and not options.layout_file.task(name).builtin_stages:
             task = dataclasses.replace(task, stages=())
         added = [spec for task_name, spec in options.stages if task_name == name]
-        tasks.append(_with_even_size(_with_stages(task, added), media))
+        task = _with_even_size(_with_stages(task, added), media)
+        tasks.append(_with_conversions(task, media))
     return tuple(tasks)

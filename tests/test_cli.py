@@ -124,7 +124,7 @@ def test_run_writes_outputs_and_report(cli, tmp_path, tiny_clip) -> None:
     assert report["layout"] == "processes"
     compress = report["tasks"]["compress"]
     assert (compress["width"], compress["height"]) == (80, 60)
-    assert compress["stages"] == ["resize(height=60)"]
+    assert compress["stages"] == ["to-bgr", "resize(height=60)", "to-i420"]
     assert compress["input_bytes"] == tiny_clip.stat().st_size
     assert compress["output_bytes"] == (out / "compressed.mp4").stat().st_size
     assert done.stderr == "", "no progress bars when stderr is not a terminal"

@@ -78,7 +78,8 @@ def test_every_stage_solution_gives_the_serial_frames_in_a_parallel_layout(
 def test_exercise_1_grayscale_keeps_the_compress_task_in_i420(tiny_clip, tmp_path) -> None:
     stage = ("compress", StageSpec("exercises/solutions/grayscale.py:Grayscale"))
     options = RunOptions(out_dir=tmp_path, layout="serial", tasks=("compress",), stages=(stage,))
-    assert run(tiny_clip, options).tasks["compress"].decode_format == "yuv420p"
+    compress = run(tiny_clip, options).tasks["compress"]
+    assert compress.decode_format == "yuv420p" and compress.stages == ["grayscale"]
     frame = cv2.imread(str(next((tmp_path / "thumbnails" / "compress").glob("*.jpg"))))
     b, g, r = (frame[..., c].astype(int) for c in range(3))
     assert max(abs(b - g).max(), abs(g - r).max()) <= 3  # grey, up to JPEG's rounding

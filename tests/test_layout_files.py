@@ -78,9 +78,11 @@ def test_the_stage_chain_of_a_layout_file(tiny_clip, tmp_path) -> None:
         tiny_clip, RunOptions(out_dir=tmp_path / "out", layout=str(layout), stages=(stage,))
     )
     assert report.tasks["compress"].stages == [
+        "to-bgr",
         "resize(height=60)",
         "invert",
         "resize(height=40)",  # --stage comes after the layout file's stages
+        "to-i420",
     ]
     assert report.tasks["render"].stages == []
 

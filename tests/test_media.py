@@ -35,9 +35,12 @@ def test_frames_are_counted_as_decoded(make_clip) -> None:
     assert count_decoded_frames(clip) == 17
 
 
-def test_compress_without_stages_skips_colour_conversion(tiny_clip, tmp_path) -> None:
+def test_frames_are_bgr_only_for_the_stages_that_need_it(tiny_clip, tmp_path) -> None:
     report = run(tiny_clip, RunOptions(out_dir=tmp_path, layout="serial"))
     assert report.tasks["compress"].decode_format == "yuv420p"
-    assert report.tasks["render"].decode_format == "bgr24"
+    assert report.tasks["compress"].stages == []  # no stage: no colour conversion at all
+    assert report.tasks["render"].decode_format == "yuv420p"
+    assert report.tasks["render"].stages[0] == "to-bgr"  # the animation draws in BGR
+    assert report.tasks["render"].stages[-1] == "to-i420"  # the encoder takes I420
     resized = run(tiny_clip, RunOptions(out_dir=tmp_path / "r", layout="serial", height=60))
-    assert resized.tasks["compress"].decode_format == "bgr24"
+    assert resized.tasks["compress"].stages == ["to-bgr", "resize(height=60)", "to-i420"]

@@ -83,8 +83,9 @@ def test_a_file_stage_runs_in_every_kind_of_worker_with_the_serial_frames(
     assert done.returncode == 0, done.stderr
     assert _digest(out) == _digest(tmp_path / "serial")
     report = json.loads((out / "report.json").read_text())
-    assert report["tasks"]["compress"]["stages"] == ["sepia(strength=0.8)"]
-    assert report["tasks"]["compress"]["decode_format"] == "bgr24"  # Sepia takes BGR only
+    # Sepia takes BGR only: frames become BGR just for it, and I420 again for the encoder.
+    assert report["tasks"]["compress"]["stages"] == ["to-bgr", "sepia(strength=0.8)", "to-i420"]
+    assert report["tasks"]["compress"]["decode_format"] == "yuv420p"
 
 
 def test_stages_are_added_in_order_after_the_built_in_ones(tiny_clip, tmp_path) -> None:
@@ -99,7 +100,13 @@ def test_stages_are_added_in_order_after_the_built_in_ones(tiny_clip, tmp_path) 
         ),
     )
     report = run(tiny_clip, options)
-    assert report.tasks["compress"].stages == ["resize(height=60)", "invert", "resize(height=40)"]
+    assert report.tasks["compress"].stages == [
+        "to-bgr",
+        "resize(height=60)",
+        "invert",
+        "resize(height=40)",
+        "to-i420",
+    ]
     assert report.tasks["compress"].height == 40
 
 

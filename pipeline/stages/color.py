@@ -1,0 +1,45 @@
+"""Colour conversions between the decoder's and encoder's I420 and the BGR that OpenCV stages
+want. The planner puts them into a task's chain where needed (`pipeline.tasks`), so that frames
+travel through pipes, pools and shared memory in I420, half the bytes of BGR, and become BGR
+only for the stages that need it. OpenCV converts with SIMD and releases the GIL, so the
+conversions run in parallel wherever the stages do (thread pools, process pools, segments),
+and cost less than ffmpeg's converters in the decoder and encoder processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from .base import PixelFormat, Stage, StreamSpec
+
+__all__ = ["ToBGR", "ToI420"]
+
+
+class ToBGR(Stage):
+    """Convert I420 frames to BGR for the stages after it (BT.601, as ffmpeg does by default)."""
+
+    name = "to-bgr"
+    accepts = frozenset({PixelFormat.YUV420P})
+
+    def output_spec(self, spec: StreamSpec) -> StreamSpec:
+        return dataclasses.replace(spec, pix_fmt=PixelFormat.BGR24)
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        out: np.ndarray = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
+        return out
+
+
+class ToI420(Stage):
+    """Convert BGR frames to I420 for the encoder (BT.601, chroma averaged over 2x2 pixels)."""
+
+    name = "to-i420"
+
+    def output_spec(self, spec: StreamSpec) -> StreamSpec:
+        return dataclasses.replace(spec, pix_fmt=PixelFormat.YUV420P)
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        out: np.ndarray = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+        return out
