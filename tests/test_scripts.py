@@ -89,3 +89,18 @@ def test_key_differences_measures_every_row_of_the_table(tmp_path) -> None:
     for row in ("Task type", "Memory", "CPU utilisation", "Creation overhead", "Communication"):
         assert f"| {row} |" in table
     assert (tmp_path / "key_differences.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_vs_ffmpeg_prints_every_engine_as_one_json_object(tiny_clip) -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/bench_vs_ffmpeg.py", str(tiny_clip), "--repeat", "1", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    for key in ("ffmpeg_fps", "identity_fps", "bgr_fps", "moviepy_fps", "opencv_fps"):
+        assert result[key] > 0, key  # moviepy too: it is in the dev extra
+    assert result["frames"] == 12 and result["ratios_to_ffmpeg"]["ffmpeg"] == 1.0
