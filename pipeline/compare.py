@@ -129,9 +129,20 @@ def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
     return out
 
 
+def ceiling_speedup(serial_cpu_percent: float, cores: int) -> float:
+    """The most any layout can gain over serial on `cores` cores: serial's CPU work, all of
+    which a layout must still do, spread perfectly over every core.
+
+    Serial is not one busy core: ffmpeg's decoders and encoders run beside Python, so serial
+    already keeps `serial_cpu_percent` of the cores busy; the rest is all a layout can use.
+    """
+    return round(min(float(cores), 100 / max(serial_cpu_percent, 1e-9)), 2)
+
+
 def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
     """The comparison as a Markdown table, with the setup it was measured in."""
     env = meta["environment"]
+    serial = next(s for s in summaries if s.layout == "serial")
     pins = ", ".join(f"{k} {v}" for k, v in meta["pinned"].items())
     lines = [
         f"# Layouts compared on `{Path(meta['input']).name}`",
@@ -159,6 +170,10 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
         "process / (wall seconds x usable cores); efficiency = speedup / usable cores; "
         "peak MB = peak resident memory summed over the processes alive together; "
         "bottleneck = where each task's thread spent most of its time.",
+        "",
+        f"Ceiling: serial already keeps {serial.cpu_percent:.0f}% of the "
+        f"{env['usable_cores']} usable cores busy (ffmpeg runs beside Python), so no layout can "
+        f"be more than {meta['ceiling_speedup']:.2f}x faster than serial on this machine.",
         "",
     ]
     return "\n".join(lines)
@@ -202,7 +217,9 @@ def compare(
                 f"({time.perf_counter() - started:.1f} s with start-up)"
             )
     summaries = _summaries(runs, usable_cores())
+    serial = next(s for s in summaries if s.layout == "serial")
     meta = {
+        "ceiling_speedup": ceiling_speedup(serial.cpu_percent, usable_cores()),
         "input": str(source),
         "layouts": order,
         "repeat": repeat,
