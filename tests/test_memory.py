@@ -18,7 +18,9 @@ CLIP = {"size": "640x360", "gop": 10}
 SHORT, LONG = 60, 600
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
+# The ray layout sends each segment's packets and brings its encoded piece back as whole
+# objects, so its memory grows with a segment's length by design (docs/cluster.md).
+@pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "ray"])
 def test_peak_memory_does_not_grow_with_video_length(layout, cli, make_clip, tmp_path) -> None:
     # Through the command line: every run is a fresh process tree, so each process's peak
     # resident memory is that run's alone.

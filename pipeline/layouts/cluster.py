@@ -159,6 +159,7 @@ def _encode_segment(
     """Body of the Ray task: the segment's cut, decoded, processed and encoded on this node."""
     import ray
 
+    began = time.time()
     configure_process(options)
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     _sweep_workdirs()
@@ -179,8 +180,11 @@ def _encode_segment(
             )
         thumbs = folder / "thumbnails" / task.name
         label = f"ray:segment:{task.name}:{segment.number}@{node}"
+        # A Ray worker process runs one segment after another: its entry spans this segment
+        # only, so that segments it ran in turn do not count as alive together.
+        worker = dataclasses.replace(self_stats(label), started=began)
         return _Done(
-            result=dataclasses.replace(result, processes=[self_stats(label), *result.processes]),
+            result=dataclasses.replace(result, processes=[worker, *result.processes]),
             piece=local.piece.read_bytes(),
             digests=digests_path(local).read_bytes(),
             thumbnails={p.name: p.read_bytes() for p in thumbs.glob("*.jpg")},
