@@ -21,7 +21,7 @@ def _check(cli, stage: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def,
 def test_a_stage_that_holds_the_gil_is_recommended_processes(cli) -> None:
     code, report = _check(cli, "animate:particles=2000,glow=0")  # positions in pure Python
     assert code == 0 and report["ok"]
-    assert report["releases_gil"] is False and report["speedup_2_threads"] < 1.2
+    assert report["releases_gil"] is False and report["speedup_2_threads"] < 1.1
     assert report["recommendation"] == "processes"
 
 
@@ -29,7 +29,7 @@ def test_a_stage_that_holds_the_gil_is_recommended_processes(cli) -> None:
 def test_a_stage_that_releases_the_gil_is_recommended_threads(cli) -> None:
     code, report = _check(cli, "animate:particles=0,glow=6")  # OpenCV blurs
     assert code == 0 and report["ok"]
-    assert report["releases_gil"] is True and report["speedup_2_threads"] >= 1.4
+    assert report["releases_gil"] is True and report["speedup_2_threads"] >= 1.25
     assert report["recommendation"] == "threads"
 
 

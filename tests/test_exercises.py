@@ -110,7 +110,8 @@ def test_exercise_4_check_stage_tells_the_two_pixelations_apart() -> None:
     path = "exercises/solutions/pixelate.py"
     python = check_stage(parse_stage_spec(f"{path}:PixelatePython:block=4"), count=8)
     opencv = check_stage(parse_stage_spec(f"{path}:PixelateOpenCV:block=4"), count=8)
-    assert python.recommendation == "processes" and opencv.recommendation == "threads"
+    assert python.releases_gil is not True and opencv.releases_gil is True
+    assert python.recommendation != "threads" and opencv.recommendation == "threads"
 
 
 def test_exercise_5_the_preview_is_the_newest_frame_and_saving_never_blocks(
