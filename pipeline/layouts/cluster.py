@@ -29,27 +29,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import checkpoint_path
 from ..config import RunOptions
 from ..environment import configure_process
 from ..errors import Interrupted, PipelineError
-from ..helpers import Helpers, ThreadSaver
-from ..job import RunPlan, build_report
+from ..helpers import Helpers
+from ..job import RunPlan
 from ..media.cut import cut_segment
 from ..media.probe import MediaInfo
 from ..report import RunReport, TaskResult, self_stats
 from ..reporters import Reporter
 from ..runner import run_segment
-from ..saves import atomic_write_bytes, write_checkpoint
-from ..segments import Pieces, Segment, digests_path, piece_frames, plan_segments
+from ..saves import atomic_write_bytes
+from ..segments import Pieces, Segment, digests_path, plan_segments
 from ..supervisor import die_with_parent
 from ..tasks import Task
 from .rayenv import prepare_environment, require_ray
-from .segments import SegmentProgress, join_segments, segments_checkpoint
+from .segments import SegmentedRun, SegmentProgress
 
 # Ray itself is imported when a run starts, once its environment is set (see rayenv): here
 # only whether it is installed is checked, so that `--layout ray` says which extra it needs.
@@ -313,84 +311,48 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
     from ray.util.queue import Queue
 
     remote = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_encode_segment)
-    tasks = {t.name: t for t in plan.tasks}
-    pieces = dict(plan.pieces)
-    progress = {t.name: SegmentProgress(reporter, t.name) for t in plan.tasks}
-    done: dict[str, dict[int, TaskResult]] = {t.name: {} for t in plan.tasks}
-    results: dict[str, TaskResult] = {}
     nodes: dict[str, dict[str, Any]] = {}
-    saver = ThreadSaver()
-    saver.start()
-    try:
-        with _connected(plan.options.ray_address, plan.workers), _Signals() as signals:
-            try:
-                queue = Queue()
-            except ray.exceptions.RayError as exc:
-                raise PipelineError(f"Ray could not start the progress queue: {exc}") from exc
-            resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-            pieces = _spread_over_cluster(plan, pieces, resources)
+    with _connected(plan.options.ray_address, plan.workers), _Signals() as signals:
+        try:
+            queue = Queue()
+        except ray.exceptions.RayError as exc:
+            raise PipelineError(f"Ray could not start the progress queue: {exc}") from exc
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        pieces = _spread_over_cluster(plan, plan.pieces, resources)
+        with SegmentedRun(plan, reporter, started, pieces) as segmented:
             running: dict[Any, tuple[str, int]] = {}
             # Both tasks cut the input at the same keyframes: each cut goes into the object
             # store once, and a node that runs both tasks' segments of it fetches it once.
             # Ray keeps a cut while a task that takes it may still run (retries included).
             shared: dict[tuple[int, int | None], Any] = {}
             with tempfile.TemporaryDirectory(prefix="vidpipe-cuts-") as cuts:
-                for task in plan.tasks:
-                    reporter.task_started(task.name, plan.media.packets)
-                    for seg in pieces[task.name].segments:
-                        if seg.number in pieces[task.name].done:
-                            progress[task.name].update(seg.number, piece_frames(seg))
-                for n in range(max(len(p.pending) for p in pieces.values())):
-                    for task in plan.tasks:  # interleaved, so both tasks progress from the start
-                        pending = pieces[task.name].pending
-                        if n < len(pending):
-                            signals.check()
-                            seg = pending[n]
-                            key = (seg.first_frame, seg.frames)
-                            if key not in shared:
-                                cut = cut_segment(plan.media, seg, Path(cuts) / "cut.mkv")
-                                shared[key] = ray.put(cut.read_bytes())
-                            ref = remote.remote(
-                                task, plan.media, seg, shared[key], plan.options, queue
-                            )
-                            running[ref] = (task.name, seg.number)
+                for task, seg in segmented.pending():
+                    signals.check()
+                    key = (seg.first_frame, seg.frames)
+                    if key not in shared:
+                        cut = cut_segment(plan.media, seg, Path(cuts) / "cut.mkv")
+                        shared[key] = ray.put(cut.read_bytes())
+                    ref = remote.remote(task, plan.media, seg, shared[key], plan.options, queue)
+                    running[ref] = (task.name, seg.number)
             shared.clear()
             try:
                 while running:
                     ready, _ = ray.wait(list(running), num_returns=1, timeout=0.1)
                     signals.check()
-                    _forward_progress(queue, progress)
+                    _forward_progress(queue, segmented.progress)
                     for ref in ready:
                         name, number = running.pop(ref)
                         try:
                             outcome: _Done = ray.get(ref)
                         except Exception as exc:
                             raise _failure(name, number, exc) from exc
-                        seg = pieces[name].segments[number]
-                        _store(plan, seg, name, outcome)
+                        _store(plan, segmented.pieces[name].segments[number], name, outcome)
                         _count(nodes, outcome)
-                        done[name][number] = outcome.result
-                        now = pieces[name] = dataclasses.replace(
-                            pieces[name], done=pieces[name].done | {number}
-                        )
-                        progress[name].update(number, outcome.result.frames)
-                        result = None
-                        if not now.pending:
-                            result = join_segments(plan, tasks[name], now, done[name], started)
-                            results[name] = result
-                            reporter.task_finished(name, result)
-                        state = segments_checkpoint(plan, tasks[name], now, result)
-                        saver.submit(
-                            partial(write_checkpoint, checkpoint_path(plan.out_dir, name), state)
-                        )
+                        segmented.finished(name, number, outcome.result)
             finally:
                 for ref in running:
                     ray.cancel(ref, force=True)
-        saver.flush()
-    finally:
-        saver.close()
-    report = build_report(plan, started, results)
-    return dataclasses.replace(report, nodes=nodes)
+    return dataclasses.replace(segmented.report(), nodes=nodes)  # Ray stopped: its time counts
 
 
 def _spread_over_cluster(

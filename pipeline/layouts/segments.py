@@ -27,12 +27,12 @@ from ..report import RunReport, TaskResult, WorkerStats
 from ..reporters import Reporter
 from ..runner import FrameDigest
 from ..saves import thumbnail_path, write_checkpoint
-from ..segments import Pieces, piece_frames, read_digests
+from ..segments import Pieces, Segment, piece_frames, read_digests
 from ..supervisor import Supervisor
 from ..tasks import Task
 from .processes import task_worker, worker_context
 
-__all__ = ["SegmentProgress", "join_segments", "run", "segments_checkpoint"]
+__all__ = ["SegmentProgress", "SegmentedRun", "join_segments", "run", "segments_checkpoint"]
 
 
 class SegmentProgress:
@@ -138,67 +138,105 @@ def join_segments(
     )
 
 
+class SegmentedRun:
+    """The parent's side of a run whose tasks are cut into segments that run side by side: the
+    segments to run, progress summed per task, each finished piece checkpointed by a saver
+    thread, and a task's pieces joined once all are in. Shared by `segments` and `ray`, which
+    differ only in where a segment runs.
+
+    Use as a context manager: the saver starts on entry, and on exit is flushed (raising a
+    failed save) and stopped.
+    """
+
+    def __init__(
+        self, plan: RunPlan, reporter: Reporter, started: float, pieces: dict[str, Pieces]
+    ) -> None:
+        self.plan = plan
+        self.reporter = reporter
+        self.started = started
+        self.pieces = dict(pieces)
+        self.progress = {t.name: SegmentProgress(reporter, t.name) for t in plan.tasks}
+        self.results: dict[str, TaskResult] = {}
+        self._tasks = {t.name: t for t in plan.tasks}
+        self._done: dict[str, dict[int, TaskResult]] = {t.name: {} for t in plan.tasks}
+        self._saver = ThreadSaver()
+
+    def __enter__(self) -> SegmentedRun:
+        self._saver.start()
+        for task in self.plan.tasks:
+            self.reporter.task_started(task.name, self.plan.media.packets)
+            for seg in self.pieces[task.name].segments:
+                if seg.number in self.pieces[task.name].done:
+                    self.progress[task.name].update(seg.number, piece_frames(seg))
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc is None:
+                self._saver.flush()
+        finally:
+            self._saver.close()
+
+    def pending(self) -> list[tuple[Task, Segment]]:
+        """The segments still to run, the tasks' interleaved so that both progress at once."""
+        pending = {t.name: self.pieces[t.name].pending for t in self.plan.tasks}
+        return [
+            (task, pending[task.name][n])
+            for n in range(max(map(len, pending.values())))
+            for task in self.plan.tasks
+            if n < len(pending[task.name])
+        ]
+
+    def finished(self, task_name: str, number: int, result: TaskResult) -> None:
+        """Segment `number` of the task is done: record it and checkpoint it, and once it was
+        the task's last, join the pieces and report the task finished."""
+        task = self._tasks[task_name]
+        self._done[task_name][number] = result
+        now = self.pieces[task_name] = dataclasses.replace(
+            self.pieces[task_name], done=self.pieces[task_name].done | {number}
+        )
+        self.progress[task_name].update(number, result.frames)
+        joined = None
+        if not now.pending:
+            joined = join_segments(self.plan, task, now, self._done[task_name], self.started)
+            self.results[task_name] = joined
+            self.reporter.task_finished(task_name, joined)
+        state = segments_checkpoint(self.plan, task, now, joined)
+        self._saver.submit(
+            partial(write_checkpoint, checkpoint_path(self.plan.out_dir, task_name), state)
+        )
+
+    def report(self) -> RunReport:
+        return build_report(self.plan, self.started, self.results)
+
+
 def run(plan: RunPlan, reporter: Reporter) -> RunReport:
-    started = time.perf_counter()
-    pending = {t.name: plan.pieces[t.name].pending for t in plan.tasks}
-    # Interleave the tasks' segments so both make progress from the start.
-    queue = collections.deque(
-        (task, seg)
-        for n in range(max(map(len, pending.values())))
-        for task in plan.tasks
-        if n < len(pending[task.name])
-        for seg in [pending[task.name][n]]
-    )
-    progress = {t.name: SegmentProgress(reporter, t.name) for t in plan.tasks}
-    pieces = dict(plan.pieces)
-    done: dict[str, dict[int, TaskResult]] = {t.name: {} for t in plan.tasks}
-    results: dict[str, TaskResult] = {}
-    saver = ThreadSaver()
-    saver.start()
-    try:
-        with Supervisor(worker_context(plan.options.start_method), reporter) as supervisor:
+    with (
+        SegmentedRun(plan, reporter, time.perf_counter(), plan.pieces) as segmented,
+        Supervisor(worker_context(plan.options.start_method), reporter) as supervisor,
+    ):
+        queue = collections.deque(segmented.pending())
 
-            def start_next() -> None:
-                task, seg = queue.popleft()
-                supervisor.start(
-                    f"{task.name}/{seg.number}",
-                    task_worker,
-                    task,
-                    plan,
-                    InlineMapper,
-                    seg,
-                    task=task.name,
-                    role=f"segment {seg.number} worker",
-                    reporter=progress[task.name].for_segment(seg.number),
-                )
+        def start_next() -> None:
+            task, seg = queue.popleft()
+            supervisor.start(
+                f"{task.name}/{seg.number}",
+                task_worker,
+                task,
+                plan,
+                InlineMapper,
+                seg,
+                task=task.name,
+                role=f"segment {seg.number} worker",
+                reporter=segmented.progress[task.name].for_segment(seg.number),
+            )
 
-            for task in plan.tasks:
-                reporter.task_started(task.name, plan.media.packets)
-                for seg in pieces[task.name].segments:
-                    if seg.number in pieces[task.name].done:
-                        progress[task.name].update(seg.number, piece_frames(seg))
-            while queue and supervisor.running < plan.workers:
-                start_next()
-            while supervisor.running:
-                for name in supervisor.pump():
-                    task_name, number = name.split("/")
-                    task = next(t for t in plan.tasks if t.name == task_name)
-                    done[task_name][int(number)] = supervisor.result(name)
-                    now = pieces[task_name] = dataclasses.replace(
-                        pieces[task_name], done=pieces[task_name].done | {int(number)}
-                    )
-                    result = None
-                    if not now.pending:
-                        result = join_segments(plan, task, now, done[task_name], started)
-                        results[task_name] = result
-                        reporter.task_finished(task_name, result)
-                    state = segments_checkpoint(plan, task, now, result)
-                    saver.submit(
-                        partial(write_checkpoint, checkpoint_path(plan.out_dir, task_name), state)
-                    )
-                    if queue:
-                        start_next()
-        saver.flush()
-    finally:
-        saver.close()
-    return build_report(plan, started, results)
+        while queue and supervisor.running < plan.workers:
+            start_next()
+        while supervisor.running:
+            for name in supervisor.pump():
+                task_name, number = name.split("/")
+                segmented.finished(task_name, int(number), supervisor.result(name))
+                if queue:
+                    start_next()
+    return segmented.report()
