@@ -169,7 +169,9 @@ def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
 def _remove_leftovers(plan: RunPlan) -> None:
     """Remove what a failed run's killed workers could not: partial outputs, temp files,
     unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`."""
-    for leftover in plan.out_dir.glob(".*.tmp"):
+    # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's.
+    folders = [plan.out_dir, *(plan.out_dir / "thumbnails" / t.name for t in plan.tasks)]
+    for leftover in (path for folder in folders for path in folder.glob(".*.tmp")):
         leftover.unlink(missing_ok=True)
     for task in plan.tasks:
         partial_path(plan.out_dir / task.output).unlink(missing_ok=True)

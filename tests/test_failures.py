@@ -148,3 +148,16 @@ def test_interrupt_exits_promptly_and_leaves_nothing(
     assert not list(out.glob("*.part")) and not (out / "rendered.mp4").exists()
     assert not (out / "report.json").exists()
     assert_only_recorded_pieces(out)  # finished segments stay, for --resume
+
+
+def test_a_failed_run_removes_the_temp_files_of_saves_killed_mid_write(tiny_clip, tmp_path) -> None:
+    from pipeline.job import _remove_leftovers, plan
+
+    job = plan(tiny_clip, RunOptions(out_dir=tmp_path, layout="serial"))
+    thumbs = tmp_path / "thumbnails" / "render"
+    thumbs.mkdir(parents=True)
+    left = [thumbs / ".frame_000004.jpg.x1y2.tmp", tmp_path / ".render.checkpoint.json.z.tmp"]
+    for path in left:
+        path.write_bytes(b"half a file")  # what a worker SIGKILLed inside a save leaves
+    _remove_leftovers(job)
+    assert not any(path.exists() for path in left)
