@@ -7,6 +7,7 @@ and which helpers and frame mapper they hand it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -29,6 +30,7 @@ from .helpers import Helpers
 from .media.probe import MediaInfo
 from .media.sink import Encoder, join_pieces
 from .media.source import Decoder
+from .media.transcode import Transcoder
 from .report import ProcessStats, TaskResult
 from .saves import atomic_write_bytes, save_thumbnail, thumbnail_path, write_checkpoint
 from .segments import Pieces, Segment, cut_segments, digests_path, piece_frames, read_digests
@@ -97,8 +99,11 @@ class _Tally:
             self.latest = thumbnail_path(Path(), "", thumbnails[-1]).name
         self.threads: set[str] = set()  # threads seen in this process while the task ran
         self.processes: list[ProcessStats] = []
-        self.decode = self.encode = 0.0
+        self.waits: dict[str, float] = {}  # seconds waiting on ffmpeg, by phase
         self.digest_ns = self.saves_ns = 0
+
+    def wait(self, phase: str, seconds: float) -> None:
+        self.waits[phase] = self.waits.get(phase, 0.0) + seconds
 
 
 def _encode(
@@ -125,25 +130,39 @@ def _encode(
     first = segment.first_frame if segment else 0
     digest = FrameDigest(keep=segment is not None)
     before = tally.frames
-    with (
-        Decoder(
-            media.path,
-            in_spec,
-            ring=mapper.window + 2,
-            buffers=mapper.buffers(),
-            label=task.name,
-            start=segment.seek if segment else None,
-            frames=segment.frames if segment else None,
-        ) as decoder,
-        Encoder(
-            output,
-            out_spec,
-            task.encoder,
-            audio_from=Path(media.path) if keep_audio else None,
-            audio_codec=media.audio_codec,
-            label=task.name,
-        ) as encoder,
-    ):
+    reading: dict[str, Any] = dict(
+        ring=mapper.window + 2,
+        buffers=mapper.buffers(),
+        label=task.name,
+        start=segment.seek if segment else None,
+        frames=segment.frames if segment else None,
+    )
+    with contextlib.ExitStack() as stack:
+        decoder: Decoder
+        encoder: Encoder | Transcoder
+        if task.stages:
+            decoder = stack.enter_context(Decoder(media.path, in_spec, **reading))
+            encoder = stack.enter_context(
+                Encoder(
+                    output,
+                    out_spec,
+                    task.encoder,
+                    audio_from=Path(media.path) if keep_audio else None,
+                    audio_codec=media.audio_codec,
+                    label=task.name,
+                )
+            )
+        else:  # one ffmpeg decodes and encodes; we only look at the frames
+            decoder = encoder = stack.enter_context(
+                Transcoder(
+                    media.path,
+                    in_spec,
+                    task.encoder,
+                    output,
+                    audio_codec=media.audio_codec if keep_audio else None,
+                    **reading,
+                )
+            )
         for index, frame in mapper.map(iter(decoder), first):
             if helpers.cancelled.is_set():
                 raise Interrupted()
@@ -178,9 +197,10 @@ def _encode(
             raise MediaError(f"{media.path}: no frame could be decoded")
         helpers.saver.flush()  # a run whose saves failed does not promote its output
         encoder.finish()
-    tally.decode += decoder.wait_seconds
-    tally.encode += encoder.wait_seconds
-    tally.processes += [s for s in (decoder.stats, encoder.stats) if s is not None]
+    tally.wait(decoder.phase, decoder.wait_seconds)
+    if encoder is not decoder:
+        tally.wait("encode", encoder.wait_seconds)
+    tally.processes += [s for s in dict.fromkeys((decoder.stats, encoder.stats)) if s is not None]
     return digest
 
 
@@ -226,12 +246,12 @@ def _result(
         processes=tally.processes + mapper.processes,
         workers=mapper.workers,
         timings={
-            "decode": tally.decode,
+            **{k: v for k, v in tally.waits.items() if k != "encode"},
             **{f"stage {name}": spent for name, spent in mapper.stage_seconds().items()},
             "pool": mapper.wait_seconds,
             "copy": sum(w.copy_seconds for w in mapper.workers),
             "digest": tally.digest_ns / 1e9,
-            "encode": tally.encode,
+            **({"encode": tally.waits["encode"]} if "encode" in tally.waits else {}),
             "saves": tally.saves_ns / 1e9,
         },
         resumed_frames=tally.resumed,

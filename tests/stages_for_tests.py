@@ -7,7 +7,7 @@ import signal
 
 import numpy as np
 
-from pipeline.stages import Stage
+from pipeline.stages import PixelFormat, Stage
 
 
 class FailAt(Stage):
@@ -143,3 +143,14 @@ class FailTeardown(Stage):
 
     def teardown(self) -> None:
         raise OSError("could not flush")
+
+
+class Unchanged(Stage):
+    """Returns each frame as it came, in I420 or BGR: a stage that costs nothing but the trip
+    through Python."""
+
+    name = "unchanged"
+    accepts = frozenset({PixelFormat.YUV420P, PixelFormat.BGR24})
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return frame

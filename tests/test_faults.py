@@ -35,9 +35,15 @@ CASES = [
         r"task 'render': stage 'animate' failed on frame \d+: InjectedFault",
     ),
     (
+        "encoder:render:5:kill",
+        "threads",
+        r"task 'render': rendered.mp4: encoder stopped \(killed by SIGKILL\)",
+    ),
+    # compress has no stage: one ffmpeg decodes and encodes it (pipeline.media.transcode)
+    (
         "encoder:compress:5:kill",
         "threads",
-        r"task 'compress': compressed.mp4: encoder stopped \(killed by SIGKILL\)",
+        r"task 'compress': .*transcoding failed \(killed by SIGKILL\)",
     ),
     (
         "encoder:render:5:kill",
@@ -48,7 +54,7 @@ CASES = [
     (
         "decoder:compress:5:kill",
         "processes",
-        r"task 'compress': .*decoding failed \(killed by SIGKILL\)",
+        r"task 'compress': .*transcoding failed \(killed by SIGKILL\)",
     ),
     ("saver:render:0:raise", "processes", r"background save failed: injected fault"),
     ("saver:compress:0:raise", "serial", r"background save failed: injected fault"),

@@ -14,7 +14,7 @@ from ..report import ProcessStats
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 
-__all__ = ["Encoder", "join_pieces", "partial_path"]
+__all__ = ["Encoder", "audio_codec_for_mp4", "h264_output_args", "join_pieces", "partial_path"]
 
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
@@ -60,9 +60,7 @@ class Encoder:
         args += ["-s", f"{spec.width}x{spec.height}"]
         args += ["-framerate", f"{spec.fps.numerator}/{spec.fps.denominator}", "-i", "-"]
         args += _audio_args(self.audio_from, self.audio_codec)
-        args += ["-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)]
-        args += ["-threads", str(s.threads), "-pix_fmt", "yuv420p"]
-        args += ["-movflags", "+faststart", "-f", "mp4", str(self.partial)]
+        args += h264_output_args(s, self.partial)
         self._proc = FFmpegProcess(args, role=self._role, stdin=True, stdout=False)
         return self
 
@@ -126,10 +124,25 @@ class Encoder:
         return self._proc.stats if self._proc else None
 
 
+def h264_output_args(settings: EncoderSettings, partial: Path) -> list[str]:
+    """ffmpeg output options that encode video with `settings` into the MP4 `partial`."""
+    s = settings
+    return [
+        *("-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)),
+        *("-threads", str(s.threads), "-pix_fmt", "yuv420p"),
+        *("-movflags", "+faststart", "-f", "mp4", str(partial)),
+    ]
+
+
+def audio_codec_for_mp4(audio_codec: str) -> str:
+    """How an audio stream goes into MP4: copied when the muxer takes it, else as AAC."""
+    return "copy" if audio_codec in _MP4_AUDIO else "aac"
+
+
 def _audio_args(audio_from: Path | None, audio_codec: str | None) -> list[str]:
     if audio_from is None or audio_codec is None:
         return []
-    codec = "copy" if audio_codec in _MP4_AUDIO else "aac"
+    codec = audio_codec_for_mp4(audio_codec)
     return ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", codec]
 
 

@@ -53,34 +53,38 @@ class Decoder:
         self._eof = False
         self._role = f"ffmpeg-decode:{label}" if label else "ffmpeg-decode"
 
+    #: What the process does, in error messages ("decoding failed (...)").
+    doing = "decoding"
+    #: The phase its waits count as, in the task's timings and the trace.
+    phase = "decode"
+
     def __enter__(self) -> Decoder:
-        seek = []
-        if self.start:
-            # Rounded down to ffmpeg's microseconds: the frame at `start` is kept, and the one
-            # before it (a frame duration earlier) is not.
-            seek = ["-ss", f"{math.floor(self.start * 1_000_000) / 1_000_000:.6f}"]
-        limit = ["-frames:v", str(self.limit)] if self.limit is not None else []
         self._proc = FFmpegProcess(
-            [
-                *seek,
-                "-i",
-                str(self.path),
-                "-map",
-                "0:v:0",
-                *limit,
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                self.spec.pix_fmt.value,
-                "-",
-            ],
+            [*self._input_args(), *self._raw_output_args()],
             role=self._role,
             stdin=False,
             stdout=True,
         )
         return self
+
+    def _input_args(self) -> list[str]:
+        if not self.start:
+            return ["-i", str(self.path)]
+        # Rounded down to ffmpeg's microseconds: the frame at `start` is kept, and the one
+        # before it (a frame duration earlier) is not.
+        seek = math.floor(self.start * 1_000_000) / 1_000_000
+        return ["-ss", f"{seek:.6f}", "-i", str(self.path)]
+
+    def _limit_args(self) -> list[str]:
+        return ["-frames:v", str(self.limit)] if self.limit is not None else []
+
+    def _raw_output_args(self) -> list[str]:
+        """The output that streams the frames to us: every decoded frame, none dropped or
+        repeated (`passthrough`), as raw `spec.pix_fmt`."""
+        return [
+            *("-map", "0:v:0", *self._limit_args(), "-fps_mode", "passthrough"),
+            *("-f", "rawvideo", "-pix_fmt", self.spec.pix_fmt.value, "-"),
+        ]
 
     def __exit__(self, *exc: object) -> None:
         self.close(check=exc[0] is None)
@@ -105,14 +109,14 @@ class Decoder:
                     if self._proc.wait() != 0:
                         how = describe_exit(self._proc.returncode)
                         raise MediaError(
-                            f"{self.path}: decoding failed ({how})",
+                            f"{self.path}: {self.doing} failed ({how})",
                             stderr_tail=self._proc.stderr_tail(),
                         )
-                    raise MediaError(f"{self.path}: decoding ended inside a frame")
+                    raise MediaError(f"{self.path}: {self.doing} ended inside a frame")
                 return
             end = trace.now()
             self.wait_seconds += (end - begin) / 1e9
-            trace.span("decode", "io", begin, end)
+            trace.span(self.phase, "io", begin, end)
             self.frames += 1
             yield buffer
 
@@ -131,7 +135,7 @@ class Decoder:
         if check and self._eof and proc.returncode != 0 and not proc.killed:
             how = describe_exit(proc.returncode)
             raise MediaError(
-                f"{self.path}: decoding failed ({how})", stderr_tail=proc.stderr_tail()
+                f"{self.path}: {self.doing} failed ({how})", stderr_tail=proc.stderr_tail()
             )
 
     @property

@@ -1,0 +1,119 @@
+"""Transcoding in one ffmpeg: for tasks whose frames no stage changes.
+
+A `Decoder` feeding an `Encoder` moves every frame out of one ffmpeg process and into another:
+two more trips through a pipe and a second ffmpeg, about 8% of the wall time of a 720p
+re-encode on two cores (docs/performance.md). When nothing in Python changes the frames, the
+`Transcoder` lets one ffmpeg decode and encode, and streams the decoded frames to Python only to
+be looked at: digests, thumbnails and progress see exactly what the encoder gets.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..config import EncoderSettings
+from ..errors import MediaError, describe_exit
+from ..stages.base import StreamSpec
+from .ffmpeg import FFmpegProcess
+from .sink import audio_codec_for_mp4, h264_output_args, partial_path
+from .source import Decoder
+
+__all__ = ["Transcoder"]
+
+
+class Transcoder(Decoder):
+    """Decode `path` and encode it to `output` in one ffmpeg, yielding the decoded frames.
+
+    Frames come out as from a `Decoder` of `spec` (same frames, same buffers, same rules), while
+    the same process encodes them as an `Encoder` of `spec` fed those frames would: same
+    settings, and timestamps counting frames at `spec.fps`, as the raw frames an `Encoder`
+    reads carry. With `audio_codec`, the input's first audio stream is muxed too.
+
+    `write()` does nothing (ffmpeg already has the frame); after `close()`, `finish()` moves
+    the complete file into place. Leaving the `with` block without `finish()` kills ffmpeg and
+    removes the partial file, so `output` only ever holds a complete file.
+    """
+
+    doing = "transcoding"
+    phase = "transcode"
+
+    def __init__(
+        self,
+        path: Path | str,
+        spec: StreamSpec,
+        settings: EncoderSettings,
+        output: Path,
+        *,
+        audio_codec: str | None = None,
+        ring: int = 3,
+        buffers: list[np.ndarray] | None = None,
+        label: str = "",
+        start: Fraction | None = None,
+        frames: int | None = None,
+    ) -> None:
+        super().__init__(
+            path, spec, ring=ring, buffers=buffers, label=label, start=start, frames=frames
+        )
+        self.output = output
+        self.partial = partial_path(output)
+        self.settings = settings
+        self.audio_codec = audio_codec
+        self._role = f"ffmpeg-transcode:{label}" if label else "ffmpeg-transcode"
+        self._done = False
+
+    def __enter__(self) -> Transcoder:
+        fps = self.spec.fps
+        video = [*("-map", "0:v:0", *self._limit_args(), "-fps_mode", "passthrough")]
+        # Frame n at n / fps, in a time base of 1 / fps: what raw frames read at `-framerate`
+        # carry, so that the file is the one an Encoder would write.
+        video += ["-vf", f"settb={fps.denominator}/{fps.numerator},setpts=N"]
+        audio = []
+        if self.audio_codec:
+            audio = ["-map", "0:a:0", "-c:a", audio_codec_for_mp4(self.audio_codec)]
+        self._proc = FFmpegProcess(
+            [
+                *("-y", *self._input_args()),
+                *video,
+                *audio,
+                *h264_output_args(self.settings, self.partial),
+                *self._raw_output_args(),
+            ],
+            role=self._role,
+            stdin=False,
+            stdout=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            if not self._done:
+                self.abort()
+
+    def write(self, frame: np.ndarray) -> None:
+        """Nothing to do: the frame is one this process decoded, and is encoding."""
+
+    def finish(self) -> None:
+        """Once closed, check that ffmpeg succeeded and move the complete file into place."""
+        self.close()
+        proc = self._proc
+        assert proc is not None and proc.returncode is not None
+        if proc.returncode != 0:
+            raise MediaError(
+                f"{self.output.name}: transcoding failed ({describe_exit(proc.returncode)})",
+                stderr_tail=proc.stderr_tail(),
+            )
+        self.partial.replace(self.output)
+        self._done = True
+
+    def abort(self) -> None:
+        """Kill ffmpeg and remove the partial file; nothing is left at `output`."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self.partial.unlink(missing_ok=True)
+        self._done = True
