@@ -29,6 +29,7 @@ __all__ = [
     "TaskResult",
     "WorkerStats",
     "concurrent_peak",
+    "peak_rss_now",
     "self_stats",
 ]
 
@@ -49,17 +50,49 @@ class ProcessStats:
     ended: float = 0.0
 
 
+def peak_rss_now(pid: int | None = None) -> int:
+    """Peak resident memory so far, in bytes, of the program process `pid` (default: this one)
+    runs now: `VmHWM` from /proc on Linux, 0 where that is not available.
+
+    Unlike `ru_maxrss`, it starts afresh when a process executes a new program: the kernel
+    carries a parent's peak into `ru_maxrss` of every child it starts, so an ffmpeg or a
+    spawned worker started by a 300 MB parent would report at least 300 MB.
+    """
+    try:
+        with open(f"/proc/{pid or 'self'}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def rusage_stats(
-    pid: int, role: str, usage: resource.struct_rusage, *, started: float = 0.0
+    pid: int,
+    role: str,
+    usage: resource.struct_rusage,
+    *,
+    started: float = 0.0,
+    inherited: int = 0,
+    sampled: int = 0,
 ) -> ProcessStats:
     """ProcessStats from a `getrusage`/`wait4` record (ru_maxrss: KiB on Linux, bytes on macOS),
-    taken when the process ended (now)."""
+    taken when the process ended (now).
+
+    For a child, `inherited` is the starting process's `peak_rss_now()` when it started it:
+    a `ru_maxrss` no larger than that may be the parent's, not the child's, and `sampled` (the
+    largest `peak_rss_now(pid)` seen while the child ran) is taken instead, when there is one.
+    """
     scale = 1 if sys.platform == "darwin" else 1024
+    peak = usage.ru_maxrss * scale
+    if peak <= inherited and sampled:
+        peak = sampled
     return ProcessStats(
         pid=pid,
         role=role,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_bytes=usage.ru_maxrss * scale,
+        peak_rss_bytes=peak,
         started=started,
         ended=time.time(),
     )
@@ -80,9 +113,12 @@ def _start_time() -> float:
 
 
 def self_stats(role: str) -> ProcessStats:
-    """This process's own CPU time and peak RSS so far (children not included)."""
+    """This process's own CPU time and peak RSS so far (children not included; for a worker
+    started by exec, such as a `spawn` worker, not its parent's either)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return rusage_stats(os.getpid(), role, usage, started=_start_time())
+    stats = rusage_stats(os.getpid(), role, usage, started=_start_time())
+    own = peak_rss_now()
+    return dataclasses.replace(stats, peak_rss_bytes=own) if own else stats
 
 
 def concurrent_peak(processes: list[ProcessStats]) -> int:

@@ -1,13 +1,18 @@
-"""Memory is bounded: a run on a clip ten times longer peaks within 10% of the short one."""
+"""Memory is bounded: a run on a clip ten times longer peaks within 10% of the short one; and
+what is measured is each process's own."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sys
 
+import numpy as np
 import pytest
 
 from pipeline.layouts import LAYOUTS
-from pipeline.report import ProcessStats, concurrent_peak
+from pipeline.media.ffmpeg import FFmpegProcess
+from pipeline.report import ProcessStats, concurrent_peak, peak_rss_now, self_stats
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -76,3 +81,45 @@ def test_a_pieced_run_peaks_like_a_one_piece_run(cli, make_clip, tmp_path) -> No
         # ffmpeg for 12 pieces
         assert len(report["processes"]) == (2 if every == 0 else 2 + 12)
     assert peaks[10] < 1.2 * peaks[0], peaks
+
+
+BALLAST = 400 << 20  # bytes this process holds while it starts children
+
+
+def _report_own_peak(queue: multiprocessing.Queue) -> None:
+    queue.put(self_stats("worker").peak_rss_bytes)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/<pid>/status: Linux")
+def test_a_child_reports_its_own_peak_memory_not_its_parents() -> None:
+    ballast = np.ones(BALLAST, dtype=np.uint8)  # resident: every page written
+    assert peak_rss_now() > BALLAST
+    # An ffmpeg child that lives about a second (-re: input read at its own 25 frames/s).
+    proc = FFmpegProcess(
+        [
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-frames:v",
+            "25",
+            "-f",
+            "null",
+            "-",
+        ],
+        role="test",
+        stdin=False,
+        stdout=False,
+    )
+    assert proc.wait() == 0, proc.stderr_tail()
+    assert proc.stats is not None and 0 < proc.stats.peak_rss_bytes < BALLAST // 2
+    # A spawned worker: a fresh interpreter, whose ru_maxrss would start at our peak.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_report_own_peak, args=(queue,))
+    worker.start()
+    own = queue.get(timeout=60)
+    worker.join()
+    assert 0 < own < BALLAST // 2
+    del ballast

@@ -1,8 +1,9 @@
 """Running the bundled ffmpeg (from imageio-ffmpeg) as a child process, safely.
 
-Every ffmpeg child has its stderr drained by a thread (an unread pipe would deadlock it), is
-reaped with `wait4` so its CPU time and peak memory are known, and is registered until reaped,
-so that `kill_all()` can end every ffmpeg this process started when a run is cancelled.
+Every ffmpeg child has its stderr drained by a thread (an unread pipe would deadlock it), which
+also samples the child's peak memory (see `pipeline.report.peak_rss_now`), is reaped with
+`wait4` so its CPU time and peak memory are known, and is registered until reaped, so that
+`kill_all()` can end every ffmpeg this process started when a run is cancelled.
 
 By default each child gets its own process group, so a Ctrl-C typed in the terminal reaches our
 code, which shuts ffmpeg down in order, rather than killing ffmpeg behind our back. Worker
@@ -18,6 +19,7 @@ import fcntl
 import functools
 import os
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -26,7 +28,7 @@ from typing import IO
 
 import imageio_ffmpeg
 
-from ..report import ProcessStats, rusage_stats
+from ..report import ProcessStats, peak_rss_now, rusage_stats
 
 __all__ = [
     "FFmpegProcess",
@@ -39,6 +41,7 @@ __all__ = [
 
 _F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer (fewer wake-ups per frame)
 _PIPE_BYTES = 1 << 20
+_SAMPLE_SECONDS = 0.1  # how often a child's peak memory is read while it runs
 
 _registry_lock = threading.Lock()
 _live: set[FFmpegProcess] = set()
@@ -109,6 +112,8 @@ class FFmpegProcess:
         self.returncode: int | None = None
         self.killed = False
         self._started = time.time()
+        self._inherited = peak_rss_now()  # what the kernel may carry into the child's ru_maxrss
+        self._sampled = 0
         self._proc = subprocess.Popen(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -140,8 +145,21 @@ class FFmpegProcess:
     def _drain_stderr(self) -> None:
         stream = self._proc.stderr
         assert stream is not None
-        for line in stream:
-            self._tail.append(line.decode(errors="replace").rstrip())
+        pending = b""
+        while True:
+            with self._lock:
+                if not self._reaped:  # a reaped pid may already be someone else's
+                    self._sampled = max(self._sampled, peak_rss_now(self.pid))
+            ready, _, _ = select.select([stream], [], [], _SAMPLE_SECONDS)
+            if not ready:
+                continue
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            self._tail.extend(line.decode(errors="replace").rstrip() for line in lines)
+        if pending:
+            self._tail.append(pending.decode(errors="replace").rstrip())
 
     def stderr_tail(self) -> str:
         """The last lines ffmpeg wrote to stderr (complete once `wait()` has returned)."""
@@ -166,7 +184,14 @@ class FFmpegProcess:
             _, status, usage = os.wait4(self.pid, 0)
             self._reaped = True
         self.returncode = self._proc.returncode = os.waitstatus_to_exitcode(status)
-        self.stats = rusage_stats(self.pid, self.role, usage, started=self._started)
+        self.stats = rusage_stats(
+            self.pid,
+            self.role,
+            usage,
+            started=self._started,
+            inherited=self._inherited,
+            sampled=self._sampled,
+        )
         self._drain.join()
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
