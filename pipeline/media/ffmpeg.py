@@ -146,11 +146,15 @@ class FFmpegProcess:
         stream = self._proc.stderr
         assert stream is not None
         pending = b""
+        # Sampled often at first, so that a child that lives only some milliseconds (joining
+        # pieces, probing) is seen near its peak, then every _SAMPLE_SECONDS.
+        interval = 0.002
         while True:
             with self._lock:
                 if not self._reaped:  # a reaped pid may already be someone else's
                     self._sampled = max(self._sampled, peak_rss_now(self.pid))
-            ready, _, _ = select.select([stream], [], [], _SAMPLE_SECONDS)
+            ready, _, _ = select.select([stream], [], [], interval)
+            interval = min(2 * interval, _SAMPLE_SECONDS)
             if not ready:
                 continue
             chunk = os.read(stream.fileno(), 65536)
