@@ -59,10 +59,9 @@ _JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "--preset",
         {
-            "default": "veryfast",
             "choices": PRESETS,
             "metavar": "NAME",
-            "help": "x264 preset (veryfast)",
+            "help": "x264 preset (veryfast, or the workload's)",
         },
     ),
     (
@@ -86,6 +85,15 @@ _JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "--particles",
         {"type": int, "metavar": "N", "help": "render: particles, computed in pure Python (300)"},
+    ),
+    (
+        "--samples",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "render: instants each particle's position is averaged over per frame "
+            "(motion smoothing), computed in pure Python (1)",
+        },
     ),
     (
         "--glow",
@@ -267,18 +275,23 @@ def _build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> RunOptions:
     from .workloads import apply_workload
 
-    explicit = {k for k in ("particles", "glow", "save_every") if getattr(args, k) is not None}
+    explicit = {
+        k
+        for k in ("particles", "glow", "samples", "save_every", "preset")
+        if getattr(args, k) is not None
+    }
     animation = AnimationSettings(seed=args.seed)
-    if args.particles is not None:
-        animation = dataclasses.replace(animation, particles=args.particles)
-    if args.glow is not None:
-        animation = dataclasses.replace(animation, glow=args.glow)
+    for key in ("particles", "glow", "samples"):
+        if getattr(args, key) is not None:
+            animation = dataclasses.replace(animation, **{key: getattr(args, key)})
     options = RunOptions(
         out_dir=args.out,
         layout=args.layout,
         tasks=args.tasks,
         height=args.height,
-        encoder=EncoderSettings(crf=args.crf, preset=args.preset, threads=args.encoder_threads),
+        encoder=EncoderSettings(
+            crf=args.crf, preset=args.preset or "veryfast", threads=args.encoder_threads
+        ),
         animation=animation,
         save_every=args.save_every if args.save_every is not None else 25,
         start_method=StartMethod(args.start_method),
@@ -509,7 +522,12 @@ def _cmd_workloads(args: argparse.Namespace) -> int:
     width = max(len(name) for name in WORKLOADS)
     for w in WORKLOADS.values():
         saves = f", save every {w.save_every}" if w.save_every else ""
-        print(f"{w.name:<{width}}  particles {w.particles}, glow {w.glow}{saves}: {w.summary}")
+        samples = f", samples {w.samples}" if w.samples > 1 else ""
+        preset = f", x264 {w.preset}" if w.preset else ""
+        print(
+            f"{w.name:<{width}}  particles {w.particles}{samples}, glow {w.glow}{saves}{preset}: "
+            f"{w.summary}"
+        )
     return 0
 
 

@@ -79,16 +79,19 @@ class EncoderSettings:
 
 @dataclass(frozen=True)
 class AnimationSettings:
-    """The render task's animation: particle count (pure-Python cost), glow passes (OpenCV cost)."""
+    """The render task's animation: particle count and position samples per frame (pure-Python
+    cost), glow passes (OpenCV cost)."""
 
     particles: int = 300
     glow: int = 2
     seed: int = 0
     title: str = "vidpipe"
+    samples: int = 1
 
     def __post_init__(self) -> None:
         _check(self.particles >= 0, f"--particles must be 0 or more, got {self.particles}")
         _check(self.glow >= 0, f"--glow must be 0 or more, got {self.glow}")
+        _check(self.samples >= 1, f"--samples must be 1 or more, got {self.samples}")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,10 @@ def _compress(options: RunOptions, media: MediaInfo) -> Task:
 
 def _render(options: RunOptions, media: MediaInfo) -> Task:
     a = options.animation
-    stages = (Animate(particles=a.particles, glow=a.glow, seed=a.seed, title=a.title),)
+    animate = Animate(
+        particles=a.particles, glow=a.glow, seed=a.seed, title=a.title, samples=a.samples
+    )
+    stages = (animate,)
     return Task("render", stages, "rendered.mp4", options.encoder)
 
 

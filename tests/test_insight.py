@@ -52,9 +52,13 @@ def test_workload_presets_set_the_animation_unless_given_explicitly(tmp_path) ->
     bound = apply_workload(options, "gil-bound", set())
     assert bound.animation.particles == WORKLOADS["gil-bound"].particles
     assert bound.animation.glow == 0
-    kept = apply_workload(options, "gil-bound", {"particles"})
+    assert bound.animation.samples == WORKLOADS["gil-bound"].samples > 1
+    assert bound.encoder.preset == "ultrafast"  # the encoders' share kept small
+    kept = apply_workload(options, "gil-bound", {"particles", "preset"})
     assert kept.animation.particles == options.animation.particles
+    assert kept.encoder.preset == options.encoder.preset
     assert apply_workload(options, "io", set()).save_every == 1
+    assert apply_workload(options, "io", set()).encoder.preset == options.encoder.preset
     with pytest.raises(ConfigError, match="unknown workload"):
         apply_workload(options, "nope", set())
 
@@ -62,3 +66,24 @@ def test_workload_presets_set_the_animation_unless_given_explicitly(tmp_path) ->
 def test_cli_workloads_lists_the_presets(cli) -> None:
     done = cli.run("workloads")
     assert [line.split()[0] for line in done.stdout.splitlines()] == list(WORKLOADS)
+
+
+def test_samples_average_each_particle_over_the_frame_without_drawing_more(
+    cli, tiny_clip, tmp_path
+) -> None:
+    from fractions import Fraction
+
+    from pipeline.stages import Animate, StreamSpec
+
+    spec = StreamSpec(320, 240, Fraction(25))
+    one, four = Animate(particles=50, samples=1), Animate(particles=50, samples=4)
+    one.setup(spec)
+    four.setup(spec)
+    assert len(four.positions(7)) == len(one.positions(7)) == 50
+    assert four.positions(0) != one.positions(0)  # a mean over the frame, not its first instant
+    assert "samples=4" in four.describe()
+    with pytest.raises(ValueError, match="samples must be a whole number, 1 or more"):
+        Animate(samples=0)
+    done = cli.run("run", tiny_clip, "--out", tmp_path, "--samples", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --samples must be 1 or more, got 0"

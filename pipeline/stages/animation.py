@@ -3,7 +3,9 @@
 The cost has two parts on purpose, because they behave differently under the GIL:
 
 * particle positions are computed in pure Python, one particle at a time (cost grows with
-  `particles`); this part holds the GIL, so threads cannot run it in parallel;
+  `particles`, and with `samples`: the instants within a frame that each position is averaged
+  over, which smooths fast motion without drawing more); this part holds the GIL, so threads
+  cannot run it in parallel;
 * drawing, the glow (Gaussian blurs, cost grows with `glow`) and blending run in OpenCV, which
   releases the GIL, so threads do run this part in parallel.
 
@@ -32,15 +34,23 @@ class Animate(Stage):
     name = "animate"
 
     def __init__(
-        self, particles: int = 300, glow: int = 2, seed: int = 0, title: str = "vidpipe"
+        self,
+        particles: int = 300,
+        glow: int = 2,
+        seed: int = 0,
+        title: str = "vidpipe",
+        samples: int = 1,
     ) -> None:
         for key, value in (("particles", particles), ("glow", glow), ("seed", seed)):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key} must be a whole number, 0 or more, got {value!r}")
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a whole number, 1 or more, got {samples!r}")
         self.particles = particles
         self.glow = glow
         self.seed = seed
         self.title = title
+        self.samples = samples
 
     def setup(self, spec: StreamSpec) -> None:
         self._width, self._height = spec.width, spec.height
@@ -67,14 +77,28 @@ class Animate(Stage):
         self._font_scale = max(0.4, spec.height / 720)
 
     def positions(self, index: int) -> list[tuple[int, int]]:
-        """Particle centres at frame `index`: pure Python, one particle at a time (GIL-bound)."""
-        t = index * self._seconds_per_frame
+        """Particle centres at frame `index`, each the mean of its position at `samples` instants
+        spread over the frame's duration: pure Python, one particle at a time (GIL-bound)."""
+        n = self.samples
+        times = [(index + s / n) * self._seconds_per_frame for s in range(n)]
         w, h = self._width, self._height
         out = []
         for x0, y0, vx, vy, amp, freq, px, py, _, _ in self._particles:
-            x = x0 + vx * t + amp * math.sin(freq * t + px) + 0.5 * amp * math.sin(2.3 * freq * t)
-            y = y0 + vy * t + amp * math.cos(freq * t + py) + 0.5 * amp * math.cos(1.7 * freq * t)
-            out.append((int(x % w), int(y % h)))
+            x = y = 0.0
+            for t in times:
+                x += (
+                    x0
+                    + vx * t
+                    + amp * math.sin(freq * t + px)
+                    + 0.5 * amp * math.sin(2.3 * freq * t)
+                )
+                y += (
+                    y0
+                    + vy * t
+                    + amp * math.cos(freq * t + py)
+                    + 0.5 * amp * math.cos(1.7 * freq * t)
+                )
+            out.append((int(x / n % w), int(y / n % h)))
         return out
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
