@@ -15,13 +15,16 @@ our compress task keeps it), with each of:
   extra), video and audio;
 - `opencv`: a `cv2.VideoCapture` / `cv2.VideoWriter` loop, the obvious OpenCV program, with the
   codec OpenCV's own FFmpeg offers (its wheels carry no H.264 encoder: MPEG-4 Part 2, `mp4v`),
-  video only. A reference for the cost of a Python loop, not the same job.
+  video only. A reference for the cost of a Python loop, not the same job;
+- `imageio_bgr`, `imageio_i420`: the obvious imageio-ffmpeg loop (`read_frames` into
+  `write_frames`, same codec settings, video only) with BGR frames and with the decoder's own
+  YUV 4:2:0: what moving every frame through Python costs with nothing else done to it.
 
 Every command runs as a fresh process, timed from start to exit; the engines alternate
 (A B C D E A B C D E ...) so that a shared machine's drift hits all alike. It prints frames/s
 per run, the medians and their ratio to ffmpeg's; with `--json`, one JSON object whose keys
-`ffmpeg_fps`, `identity_fps`, `bgr_fps`, `moviepy_fps`, `opencv_fps` are the medians (null
-for an engine that is not installed).
+`ffmpeg_fps`, `identity_fps`, `bgr_fps`, `moviepy_fps`, `opencv_fps`, `imageio_bgr_fps` and
+`imageio_i420_fps` are the medians (null for an engine that is not installed).
 """
 
 from __future__ import annotations
@@ -91,6 +94,24 @@ writer.release()
 capture.release()
 """
 
+#: The obvious imageio-ffmpeg program: read every frame as bytes, write it on (video only).
+IMAGEIO = """
+import sys
+import imageio_ffmpeg
+source, out, pix_fmt, preset, crf = sys.argv[1:6]
+bits = {"bgr24": 24, "yuv420p": 12}[pix_fmt]
+frames = imageio_ffmpeg.read_frames(source, pix_fmt=pix_fmt, bits_per_pixel=bits)
+meta = next(frames)
+writer = imageio_ffmpeg.write_frames(
+    out, meta["size"], pix_fmt_in=pix_fmt, fps=meta["fps"], quality=None, codec="libx264",
+    macro_block_size=1, output_params=["-preset", preset, "-crf", crf],
+)
+writer.send(None)
+for frame in frames:
+    writer.send(frame)
+writer.close()
+"""
+
 Command = Callable[[Path], list[str]]
 
 
@@ -126,6 +147,14 @@ def _engines(source: Path, crf: int, preset: str, work: Path) -> dict[str, Comma
             else None
         ),
         "opencv": lambda out: [sys.executable, "-c", OPENCV, str(source), str(out / "cv.mp4")],
+        "imageio_bgr": lambda out: [
+            *(sys.executable, "-c", IMAGEIO, str(source), str(out / "io.mp4")),
+            *("bgr24", preset, str(crf)),
+        ],
+        "imageio_i420": lambda out: [
+            *(sys.executable, "-c", IMAGEIO, str(source), str(out / "io.mp4")),
+            *("yuv420p", preset, str(crf)),
+        ],
     }
 
 
@@ -163,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out, ignore_errors=True)
                 times[name].append(seconds)
                 if not args.json:
-                    print(f"round {round_} {name:<9} {seconds:7.2f} s  {frames / seconds:7.1f} fps")
+                    fps_now = frames / seconds
+                    print(f"round {round_} {name:<12} {seconds:7.2f} s  {fps_now:7.1f} fps")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     fps = {name: frames / statistics.median(t) for name, t in times.items()}
@@ -178,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"\n{frames} frames, medians of {args.repeat} interleaved runs")
-    print(f"{'engine':<9} {'frames/s':>9} {'x ffmpeg':>9}")
+    print(f"{'engine':<12} {'frames/s':>9} {'x ffmpeg':>9}")
     for name, value in fps.items():
-        print(f"{name:<9} {value:9.1f} {value / fps['ffmpeg']:9.2f}")
+        print(f"{name:<12} {value:9.1f} {value / fps['ffmpeg']:9.2f}")
     for name, command in engines.items():
         if command is None:
-            print(f"{name:<9} not installed (pip install -e '.[dev]')")
+            print(f"{name:<12} not installed (pip install -e '.[dev]')")
     return 0
 
 

@@ -101,6 +101,7 @@ def test_bench_vs_ffmpeg_prints_every_engine_as_one_json_object(tiny_clip) -> No
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    for key in ("ffmpeg_fps", "identity_fps", "bgr_fps", "moviepy_fps", "opencv_fps"):
+    engines = ("ffmpeg", "identity", "bgr", "moviepy", "opencv", "imageio_bgr", "imageio_i420")
+    for key in (f"{name}_fps" for name in engines):
         assert result[key] > 0, key  # moviepy too: it is in the dev extra
     assert result["frames"] == 12 and result["ratios_to_ffmpeg"]["ffmpeg"] == 1.0
