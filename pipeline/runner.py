@@ -198,9 +198,10 @@ def _encode(
         helpers.saver.flush()  # a run whose saves failed does not promote its output
         encoder.finish()
     tally.wait(decoder.phase, decoder.wait_seconds)
-    if encoder is not decoder:
+    tally.processes += [decoder.stats] if decoder.stats else []
+    if encoder is not decoder:  # a separate encoder ffmpeg (a Transcoder is both)
         tally.wait("encode", encoder.wait_seconds)
-    tally.processes += [s for s in dict.fromkeys((decoder.stats, encoder.stats)) if s is not None]
+        tally.processes += [encoder.stats] if encoder.stats else []
     return digest
 
 

@@ -14,7 +14,14 @@ from ..report import ProcessStats
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 
-__all__ = ["Encoder", "audio_codec_for_mp4", "h264_output_args", "join_pieces", "partial_path"]
+__all__ = [
+    "Encoder",
+    "PartialOutput",
+    "audio_codec_for_mp4",
+    "h264_output_args",
+    "join_pieces",
+    "partial_path",
+]
 
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
@@ -23,6 +30,34 @@ _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
 def partial_path(path: Path) -> Path:
     """Where an output is written until it is complete."""
     return path.with_name(path.name + ".part")
+
+
+class PartialOutput:
+    """A file an ffmpeg writes at `<path>.part`, which appears at `path` only once complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = partial_path(path)
+        self.settled = False  # promoted or discarded
+
+    def promote(self, proc: FFmpegProcess, doing: str) -> None:
+        """Wait for `proc`; raise `MediaError` ("<name>: <doing> failed (...)") if it failed,
+        else move the complete file into place."""
+        if proc.wait() != 0:
+            raise MediaError(
+                f"{self.path.name}: {doing} failed ({describe_exit(proc.returncode)})",
+                stderr_tail=proc.stderr_tail(),
+            )
+        self.partial.replace(self.path)
+        self.settled = True
+
+    def discard(self, proc: FFmpegProcess | None) -> None:
+        """Kill `proc` if it still runs and remove the partial file; nothing is left at `path`."""
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        self.partial.unlink(missing_ok=True)
+        self.settled = True
 
 
 class Encoder:
@@ -44,13 +79,12 @@ class Encoder:
         label: str = "",
     ) -> None:
         self.path = path
-        self.partial = partial_path(path)
+        self._out = PartialOutput(path)
         self.spec = spec
         self.settings = settings
         self.audio_from = audio_from if audio_codec else None
         self.audio_codec = audio_codec
         self._proc: FFmpegProcess | None = None
-        self._done = False
         self.wait_seconds = 0.0  # time spent blocked handing frames to ffmpeg
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
@@ -60,12 +94,12 @@ class Encoder:
         args += ["-s", f"{spec.width}x{spec.height}"]
         args += ["-framerate", f"{spec.fps.numerator}/{spec.fps.denominator}", "-i", "-"]
         args += _audio_args(self.audio_from, self.audio_codec)
-        args += h264_output_args(s, self.partial)
+        args += h264_output_args(s, self._out.partial)
         self._proc = FFmpegProcess(args, role=self._role, stdin=True, stdout=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._done:
+        if not self._out.settled:
             self.abort()
 
     def write(self, frame: np.ndarray) -> None:
@@ -93,21 +127,11 @@ class Encoder:
         assert self._proc is not None
         with contextlib.suppress(BrokenPipeError):
             self._proc.stdin.close()
-        if self._proc.wait() != 0:
-            raise MediaError(
-                f"{self.path.name}: encoding failed ({self._exit()})",
-                stderr_tail=self._proc.stderr_tail(),
-            )
-        self.partial.replace(self.path)
-        self._done = True
+        self._out.promote(self._proc, "encoding")
 
     def abort(self) -> None:
         """Kill ffmpeg and remove the partial file; nothing is left at `path`."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-        self.partial.unlink(missing_ok=True)
-        self._done = True
+        self._out.discard(self._proc)
 
     def _exit(self) -> str:
         assert self._proc is not None

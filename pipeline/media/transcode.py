@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import EncoderSettings
-from ..errors import MediaError, describe_exit
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
-from .sink import audio_codec_for_mp4, h264_output_args, partial_path
+from .sink import PartialOutput, audio_codec_for_mp4, h264_output_args
 from .source import Decoder
 
 __all__ = ["Transcoder"]
@@ -58,11 +57,10 @@ class Transcoder(Decoder):
             path, spec, ring=ring, buffers=buffers, label=label, start=start, frames=frames
         )
         self.output = output
-        self.partial = partial_path(output)
+        self._out = PartialOutput(output)
         self.settings = settings
         self.audio_codec = audio_codec
         self._role = f"ffmpeg-transcode:{label}" if label else "ffmpeg-transcode"
-        self._done = False
 
     def __enter__(self) -> Transcoder:
         fps = self.spec.fps
@@ -78,7 +76,7 @@ class Transcoder(Decoder):
                 *("-y", *self._input_args()),
                 *video,
                 *audio,
-                *h264_output_args(self.settings, self.partial),
+                *h264_output_args(self.settings, self._out.partial),
                 *self._raw_output_args(),
             ],
             role=self._role,
@@ -91,7 +89,7 @@ class Transcoder(Decoder):
         try:
             super().__exit__(*exc)
         finally:
-            if not self._done:
+            if not self._out.settled:
                 self.abort()
 
     def write(self, frame: np.ndarray) -> None:
@@ -100,20 +98,9 @@ class Transcoder(Decoder):
     def finish(self) -> None:
         """Once closed, check that ffmpeg succeeded and move the complete file into place."""
         self.close()
-        proc = self._proc
-        assert proc is not None and proc.returncode is not None
-        if proc.returncode != 0:
-            raise MediaError(
-                f"{self.output.name}: transcoding failed ({describe_exit(proc.returncode)})",
-                stderr_tail=proc.stderr_tail(),
-            )
-        self.partial.replace(self.output)
-        self._done = True
+        assert self._proc is not None
+        self._out.promote(self._proc, "transcoding")
 
     def abort(self) -> None:
         """Kill ffmpeg and remove the partial file; nothing is left at `output`."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-        self.partial.unlink(missing_ok=True)
-        self._done = True
+        self._out.discard(self._proc)
