@@ -19,23 +19,19 @@ from typing import Any
 
 from .errors import ConfigError
 from .media.probe import MediaInfo
+from .outdir import OutDir
 from .report import TaskResult
 from .segments import Pieces, Segment, cut_segments, digests_path
 from .tasks import Task
 
 __all__ = [
     "Previous",
-    "checkpoint_path",
     "checkpoint_state",
     "job_key",
     "load_previous",
+    "read_state",
     "thumbnails_in",
 ]
-
-
-def checkpoint_path(out_dir: Path, task: str) -> Path:
-    """Where the save thread keeps `task`'s checkpoint."""
-    return out_dir / f"{task}.checkpoint.json"
 
 
 def job_key(task: Task, media: MediaInfo) -> dict[str, Any]:
@@ -103,20 +99,54 @@ def _finished(segment: Segment) -> bool:
     return segment.piece.is_file() and digests.is_file() and digests.stat().st_size > 0
 
 
+def _check_state(state: Any) -> None:
+    """`ValueError` saying what is wrong when `state` is not a checkpoint of this version."""
+    if not isinstance(state, dict):
+        raise ValueError(f"a checkpoint is an object, not {type(state).__name__}")
+    if not isinstance(state.get("job"), dict) or not isinstance(state.get("complete"), bool):
+        raise ValueError("'job' (an object) and 'complete' (true or false) are required")
+    segments = state.get("segments", [])
+    if not isinstance(segments, list) or not all(
+        isinstance(s, list)
+        and len(s) == 2
+        and type(s[0]) is int
+        and s[0] >= 0
+        and (s[1] is None or (type(s[1]) is int and s[1] > 0))
+        for s in segments
+    ):
+        raise ValueError("'segments' must be a list of [first frame, frames or null]")
+    done = state.get("segments_done", [])
+    if not isinstance(done, list) or not all(type(n) is int for n in done):
+        raise ValueError("'segments_done' must be a list of piece numbers")
+    if "result" in state:
+        TaskResult.from_dict(str(state.get("task", "")), state["result"])
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at `path`, its shape checked once, here; None when there is none.
+    `ConfigError` ("cannot read checkpoint") when it cannot be read or is malformed."""
+    try:
+        state = json.loads(path.read_bytes())
+        _check_state(state)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume: cannot read checkpoint {path} ({exc})") from exc
+    return state  # type: ignore[no-any-return]
+
+
 def load_previous(task: Task, media: MediaInfo, out_dir: Path) -> Previous | None:
     """What `--resume` can reuse of `task` in `out_dir`; None when there is nothing.
 
     A finished task is reused when its output is still there; otherwise its finished pieces
     are, with the segment plan they were cut by. Raises `ConfigError` when the checkpoint is
-    another job's (different input or settings): continuing would mix two jobs' frames.
+    another job's (different input or settings): continuing would mix two jobs' frames, or
+    when it cannot be read.
     """
-    path = checkpoint_path(out_dir, task.name)
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
+    path = OutDir(out_dir).checkpoint(task.name)
+    state = read_state(path)
+    if state is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--resume: cannot read {path} ({exc})") from exc
     if state.get("job") != job_key(task, media):
         raise ConfigError(
             f"--resume: {path} belongs to another job (the input or the task's settings "

@@ -111,9 +111,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The charts `compare` draws into its output folder.
+_CHARTS = ("speedup.png", "timeline.png")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import ownership
     from .compare import compare
-    from .environment import usable_cores
+    from .config import usable_cores
     from .layouts import LAYOUTS, load_layout
     from .media.probe import probe as probe_input
     from .plots import speedup_chart, timeline_chart
@@ -130,18 +135,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # Bad option values fail here, in one line, not after the first of many runs.
     run_options(argparse.Namespace(**{**vars(args), "layout": "serial", "trace": False}))
     probe_input(args.input)
-    args.out.mkdir(parents=True, exist_ok=True)
-    summaries, runs = compare(
-        args.input,
-        layouts,
-        repeat=args.repeat,
-        out_dir=args.out,
-        options=job_arguments(args),
-        progress=lambda line: print(line, file=sys.stderr),
-    )
-    speedup_chart(summaries, usable_cores(), args.out / "speedup.png")
-    traces = {r.layout: Path(r.out_dir) / "trace.json" for r in runs if r.traced}
-    timeline_chart(traces, args.out / "timeline.png")
+    out = args.out
+    written = tuple(out / name for name in ("results.json", "results.md", *_CHARTS))
+    claim = ownership.Claim(files=written, fresh=written, forbidden=(out / "runs",))
+    with ownership.hold(out, claim, source=args.input, force=args.force):
+        summaries, runs = compare(
+            args.input,
+            layouts,
+            repeat=args.repeat,
+            out_dir=out,
+            options=[*job_arguments(args), *(["--force"] if args.force else [])],
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+        speedup_chart(summaries, usable_cores(), out / "speedup.png")
+        traces = {r.layout: Path(r.out_dir) / "trace.json" for r in runs if r.traced}
+        timeline_chart(traces, out / "timeline.png")
     print((args.out / "results.md").read_text())
     print(
         f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
@@ -260,7 +268,20 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code."""
+    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code.
+
+    A failed run whose stage is stuck in a thread that cannot be stopped ends the process at
+    once, after cleaning up, instead of returning (`leave_stuck_threads`).
+    """
+    code = _main(argv)
+    if code != 0:
+        from .supervisor import leave_stuck_threads
+
+        leave_stuck_threads(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(_COMMANDS).parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -278,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted by SIGINT", file=sys.stderr)
         return 130
     except BrokenPipeError:  # our stdout closed early (e.g. piped into `head`)
+        return 1
+    except SystemExit as exc:  # never ours to raise past this point: whose it was is unknown
+        print(f"error: unexpected exit ({exc.code}) (--debug shows where)", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
         return 1
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if args.debug:

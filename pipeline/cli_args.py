@@ -144,6 +144,16 @@ _JOB_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--stall-timeout",
+        {
+            "type": float,
+            "default": 60.0,
+            "metavar": "SECONDS",
+            "help": "fail the run when no frame moves for this long, naming a stopped process; "
+            "0: never (60)",
+        },
+    ),
+    (
         "--transport",
         {
             "default": "shm",
@@ -198,6 +208,12 @@ def _add_run(sub: Any, handlers: Handlers) -> None:
         help="continue an interrupted run of the same job in DIR after its last finished "
         "piece; a finished job is left as it is",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite files at the paths the run writes (outputs, report, checkpoints, "
+        "thumbnails) that vidpipe did not write; never any other file",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=handlers["run"])
 
@@ -222,6 +238,11 @@ def _add_compare(sub: Any, handlers: Handlers) -> None:
         default=Path("compare_out"),
         metavar="DIR",
         help="where results go (compare_out)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite results, charts and runs in DIR that vidpipe did not write",
     )
     _add_job_options(p)
     p.set_defaults(func=handlers["compare"])
@@ -297,8 +318,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         transport=Transport(args.transport),
         trace=args.trace,
         resume=getattr(args, "resume", False),
+        force=getattr(args, "force", False),
         ray_address=getattr(args, "ray_address", None),
         segment_frames=args.segment_frames,
+        stall_timeout=args.stall_timeout,
         stages=_stages(args.stage),
     )
     return apply_workload(options, args.workload, explicit)

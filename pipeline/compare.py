@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Interrupted, PipelineError
-from .saves import atomic_write_bytes
+from .outdir import atomic_write_bytes
 
 __all__ = ["LayoutSummary", "Run", "compare", "results_markdown"]
 
@@ -194,7 +194,7 @@ def compare(
     pinned to 1 unless given). Writes `results.json` and `results.md` into `out_dir`; raises
     `PipelineError` when a run fails or a layout's frames differ from serial's.
     """
-    from .environment import usable_cores
+    from .config import usable_cores
 
     order = ["serial", *[layout for layout in layouts if layout != "serial"]]
     pinned = dict(PINNED_OPTIONS)

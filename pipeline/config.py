@@ -6,6 +6,7 @@ Strings are parsed only at the edges (the command line); everything below works 
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .layout_file import LayoutFile
 
 __all__ = [
+    "MAX_FRAME_SIDE",
     "PRESETS",
     "AnimationSettings",
     "EncoderSettings",
@@ -24,6 +26,8 @@ __all__ = [
     "StageSpec",
     "StartMethod",
     "Transport",
+    "thread_limit",
+    "usable_cores",
 ]
 
 PRESETS = (
@@ -37,6 +41,33 @@ PRESETS = (
     "slower",
     "veryslow",
 )
+
+
+#: The largest frame side vidpipe decodes or encodes, in pixels (H.264's largest level, 6.2,
+#: goes to 8192 pixels a side): larger frames only exhaust memory.
+MAX_FRAME_SIDE = 8192
+#: The most particles, position samples and glow passes the animation takes: each costs
+#: memory or time on every frame, and more only makes a run that never finishes.
+MAX_PARTICLES = 100_000
+MAX_SAMPLES = 10_000
+MAX_GLOW = 100
+#: The most segments a `ray` run may ask for: a cluster's CPUs are not known before it runs.
+MAX_CLUSTER_WORKERS = 4096
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity and cgroup-free count), at least 1."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_limit() -> int:
+    """The most threads or processes an option may ask for on this machine: 4 per usable
+    core (at least 8). More only share the same cores, and enough of them exhaust the
+    machine's threads or memory."""
+    return max(8, 4 * usable_cores())
 
 
 class Transport(enum.StrEnum):
@@ -75,6 +106,11 @@ class EncoderSettings:
         _check(0 <= self.crf <= 51, f"--crf must be between 0 and 51, got {self.crf}")
         _check(self.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}")
         _check(self.threads >= 0, f"--encoder-threads must be 0 (auto) or more, got {self.threads}")
+        _check(
+            self.threads <= thread_limit(),
+            f"--encoder-threads must be at most {thread_limit()} (4 per usable core), "
+            f"got {self.threads}",
+        )
 
 
 @dataclass(frozen=True)
@@ -89,9 +125,18 @@ class AnimationSettings:
     samples: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.particles >= 0, f"--particles must be 0 or more, got {self.particles}")
-        _check(self.glow >= 0, f"--glow must be 0 or more, got {self.glow}")
-        _check(self.samples >= 1, f"--samples must be 1 or more, got {self.samples}")
+        _check(
+            0 <= self.particles <= MAX_PARTICLES,
+            f"--particles must be between 0 and {MAX_PARTICLES}, got {self.particles}",
+        )
+        _check(
+            0 <= self.glow <= MAX_GLOW, f"--glow must be between 0 and {MAX_GLOW}, got {self.glow}"
+        )
+        _check(
+            1 <= self.samples <= MAX_SAMPLES,
+            f"--samples must be between 1 and {MAX_SAMPLES}, got {self.samples}",
+        )
+        _check(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +162,10 @@ class RunOptions:
     finished piece. `ray_address` joins an existing Ray cluster (`ray` layout) instead of
     starting a local instance. `stages` are (task, stage) pairs: each stage is added to the end
     of its task's chain, in the order given. A `layout` ending in `.toml` names a layout file,
-    read into `layout_file` when the job is planned (`pipeline.layout_file`).
+    read into `layout_file` when the job is planned (`pipeline.layout_file`). `force`
+    overwrites files at the paths a run writes that vidpipe did not write (`pipeline.outdir`).
+    A run in which no frame moves for `stall_timeout` seconds fails (0: never; see
+    `pipeline.watchdog`).
     """
 
     out_dir: Path
@@ -137,18 +185,29 @@ class RunOptions:
     ray_address: str | None = None
     stages: tuple[tuple[str, StageSpec], ...] = ()
     layout_file: LayoutFile | None = None
+    force: bool = False
+    stall_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))  # accept str paths too
         _check(len(self.tasks) > 0, "--tasks needs at least one task")
         _check(len(set(self.tasks)) == len(self.tasks), "--tasks names a task twice")
         _check(
-            self.height is None or self.height >= 2, f"--height must be 2 or more: {self.height}"
+            self.height is None or 2 <= self.height <= MAX_FRAME_SIDE,
+            f"--height must be between 2 and {MAX_FRAME_SIDE}, got {self.height}",
         )
         _check(self.save_every > 0, f"--save-every must be positive, got {self.save_every}")
         _check(
             self.workers is None or self.workers > 0,
             f"--workers must be positive, got {self.workers}",
+        )
+        if self.layout == "ray":
+            most, why = MAX_CLUSTER_WORKERS, "segments on a cluster"
+        else:
+            most, why = thread_limit(), "4 per usable core: each is a thread or process here"
+        _check(
+            self.workers is None or self.workers <= most,
+            f"--workers must be at most {most} ({why}), got {self.workers}",
         )
         _check(
             self.ray_address is None or self.layout == "ray",
@@ -170,6 +229,11 @@ class RunOptions:
             f"--segment-frames must be 0 (one piece) or more, got {self.segment_frames}",
         )
         _check(
-            self.opencv_threads is None or self.opencv_threads >= 0,
-            f"--opencv-threads must be 0 or more, got {self.opencv_threads}",
+            self.opencv_threads is None or 0 <= self.opencv_threads <= thread_limit(),
+            f"--opencv-threads must be between 0 and {thread_limit()} (4 per usable core), "
+            f"got {self.opencv_threads}",
+        )
+        _check(
+            self.stall_timeout >= 0,
+            f"--stall-timeout must be 0 (never) or more seconds, got {self.stall_timeout:g}",
         )

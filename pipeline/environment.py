@@ -10,18 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .config import RunOptions
+from .config import RunOptions, usable_cores
 from .media.ffmpeg import ffmpeg_version
 
 __all__ = ["collect_environment", "configure_process", "usable_cores"]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity and cgroup-free count), at least 1."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def configure_process(options: RunOptions) -> None:

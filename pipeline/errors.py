@@ -11,13 +11,16 @@ All errors pickle with their attributes intact, so a worker process can send the
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "ConfigError",
+    "FolderInUse",
     "InputError",
     "Interrupted",
     "MediaError",
+    "OutputConflict",
     "PipelineError",
     "RemoteTraceback",
     "SaveError",
@@ -53,6 +56,34 @@ class ConfigError(PipelineError):
     """An option or layout is invalid, or an optional engine is not installed."""
 
     exit_code = 2
+
+
+class OutputConflict(ConfigError):
+    """Files a run would write in its output folder are not vidpipe's (`paths`); with
+    `forceable`, `--force` overwrites them (a folder where a file goes never is)."""
+
+    def __init__(self, paths: list[Path], *, forceable: bool) -> None:
+        first, more = paths[0], len(paths) - 1
+        also = f" (and {more} more)" if more else ""
+        if forceable:
+            message = (
+                f"{first} exists and was not written by vidpipe{also}: move it away, or pass "
+                "--force to overwrite it"
+            )
+        else:
+            message = f"{first} is a folder where vidpipe writes a file{also}: move it away"
+        super().__init__(message)
+        self.paths = paths
+
+
+class FolderInUse(ConfigError):
+    """Another vidpipe run (`pid`, None when it cannot be told) holds the output folder."""
+
+    def __init__(self, folder: Path, pid: int | None) -> None:
+        who = f"pid {pid}" if pid is not None else "its pid unknown"
+        super().__init__(f"--out {folder}: in use by another vidpipe run ({who})")
+        self.folder = folder
+        self.pid = pid
 
 
 class MediaError(PipelineError):

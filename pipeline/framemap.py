@@ -171,7 +171,9 @@ class ThreadMapper(FrameMapper):
 
     def __exit__(self, *exc: Any) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            # After a failure, a thread stuck in a stage must not hold the task: it is left
+            # behind (the process then exits without it, `leave_stuck_threads`).
+            self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
         self._chain.__exit__(*exc)
         pid = os.getpid()
         self.workers = [

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import pickle
 import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import faults, trace
-from .checkpoints import checkpoint_path, load_previous
-from .config import RunOptions
-from .environment import collect_environment, configure_process, usable_cores
+from . import faults, ownership, trace
+from .checkpoints import load_previous, read_state
+from .config import RunOptions, usable_cores
+from .environment import collect_environment, configure_process
 from .errors import ConfigError
 from .helpers import SAVE_QUEUE_SIZE
 from .media.probe import MediaInfo, probe
-from .media.sink import partial_path
+from .outdir import THUMBNAILS, OutDir, temp_files
 from .report import RunReport, TaskResult, self_stats
 from .reporters import NullReporter, Reporter
 from .segments import (
@@ -26,13 +25,13 @@ from .segments import (
     cut_segments,
     digests_path,
     piece_frames,
-    pieces_dir,
     plan_pieces,
     plan_segments,
     remove_pieces,
 )
 from .shm import ring_name, sweep
 from .tasks import Task, plan_tasks
+from .watchdog import Watchdog
 
 __all__ = ["RunPlan", "build_report", "execute", "plan", "run"]
 
@@ -58,9 +57,14 @@ class RunPlan:
         return self.options.out_dir
 
     @property
+    def out(self) -> OutDir:
+        """The paths of the output folder."""
+        return OutDir(self.options.out_dir)
+
+    @property
     def trace_dir(self) -> Path | None:
         """Where processes leave their trace events, or None when not tracing."""
-        return trace.trace_dir(self.out_dir) if self.options.trace else None
+        return self.out.trace_parts if self.options.trace else None
 
     @property
     def workers(self) -> int:
@@ -122,34 +126,36 @@ def build_report(plan: RunPlan, started: float, results: dict[str, TaskResult]) 
     )
 
 
-def _prepare_out_dir(plan: RunPlan) -> None:
-    out = plan.out_dir
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create it ({exc.strerror})") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: directory is not writable")
-    # A fresh task replaces what an earlier run left, so nothing stale passes for its output;
-    # a resumed one keeps its checkpoint, thumbnails and finished pieces.
-    (out / "report.json").unlink(missing_ok=True)
-    (out / "trace.json").unlink(missing_ok=True)
+def _claim(plan: RunPlan) -> ownership.Claim:
+    """What the run writes in its output folder, and what it starts afresh.
+
+    A fresh task replaces what an earlier run left, so that nothing stale passes for its
+    output; a resumed one keeps its checkpoint, thumbnails and finished pieces. A report or
+    trace of an earlier run goes too: it described that run.
+    """
+    out = plan.out
+    files = [out.report, *([out.trace] if plan.options.trace else [])]
+    patterns = []
+    fresh = [out.report, out.trace]
     for task in plan.tasks:
-        if plan.pieces[task.name].done:
-            continue
-        (out / task.output).unlink(missing_ok=True)
-        checkpoint_path(out, task.name).unlink(missing_ok=True)
-        shutil.rmtree(out / "thumbnails" / task.name, ignore_errors=True)
-        remove_pieces(out, task.name)
+        files += [out.output(task.output), out.checkpoint(task.name)]
+        patterns.append((out.thumbnails(task.name), THUMBNAILS))
+        if not plan.pieces[task.name].done:
+            fresh += [out.output(task.output), out.checkpoint(task.name)]
+            fresh += [out.thumbnails(task.name), out.pieces(task.name)]
+    return ownership.Claim(
+        files=tuple(files),
+        patterns=tuple(patterns),
+        fresh=tuple(fresh),
+        forbidden=tuple(out.thumbnails(name) for name in plan.options.tasks),
+    )
 
 
 def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
     """The file names of the pieces the task's checkpoint records as finished."""
     try:
-        state = json.loads(checkpoint_path(plan.out_dir, task.name).read_text())
-    except (OSError, ValueError):
+        state = read_state(plan.out.checkpoint(task.name)) or {}
+    except ConfigError:
         return set()
     if state.get("complete"):
         return set()  # joined: its pieces are no longer needed
@@ -168,15 +174,16 @@ def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
 
 def _remove_leftovers(plan: RunPlan) -> None:
     """Remove what a failed run's killed workers could not: partial outputs, temp files,
-    unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`."""
-    # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's.
-    folders = [plan.out_dir, *(plan.out_dir / "thumbnails" / t.name for t in plan.tasks)]
-    for leftover in (path for folder in folders for path in folder.glob(".*.tmp")):
+    unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`. Only vidpipe's
+    temporary files are touched: they carry its name (`pipeline.outdir`)."""
+    # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's;
+    # one killed mid-encode leaves its partial output.
+    folders = [plan.out_dir, *(plan.out.thumbnails(t.name) for t in plan.tasks)]
+    for leftover in (path for folder in folders for path in temp_files(folder)):
         leftover.unlink(missing_ok=True)
     for task in plan.tasks:
-        partial_path(plan.out_dir / task.output).unlink(missing_ok=True)
         sweep([ring_name(plan.run_id, task.name, side) for side in ("in", "out")])
-        folder = pieces_dir(plan.out_dir, task.name)
+        folder = plan.out.pieces(task.name)
         if folder.is_dir():
             keep = _recorded_pieces(plan, task)
             for path in folder.iterdir():
@@ -194,14 +201,17 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     pieces. A task with nothing to reuse starts from the beginning.
     """
     from .layout_file import apply_layout_file
-    from .layouts import load_layout
+    from .layouts import load_layout, sends_stages
 
     options = apply_layout_file(options)  # a layout file is read and checked here, once
     load_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)
     tasks, pieces, finished = [], {}, {}
-    for task in plan_tasks(options, media):
+    planned = plan_tasks(options, media)
+    if sends_stages(options):
+        _check_sendable(planned, options)
+    for task in planned:
         previous = load_previous(task, media, options.out_dir) if options.resume else None
         if previous and previous.result:
             finished[task.name] = previous.result
@@ -211,33 +221,54 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     return RunPlan(media, tuple(tasks), options, pieces, finished)
 
 
+def _check_sendable(tasks: tuple[Task, ...], options: RunOptions) -> None:
+    """Refuse a stage that cannot travel to a worker process (pickled), naming it and why."""
+    for task in tasks:
+        for stage in task.stages:
+            try:
+                pickle.dumps(stage)
+            except Exception as exc:
+                raise ConfigError(
+                    f"task '{task.name}': stage '{stage.name}' cannot be sent to a worker "
+                    f"process under --layout {options.layout} ({type(exc).__name__}: {exc}): "
+                    "a stage holds only plain configuration until setup(); or run it under "
+                    "--layout serial or threads, or --start-method fork"
+                ) from exc
+
+
 def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     """Carry out `plan` with its layout; write `report.json` and return the report.
 
     Outputs appear at their final paths only when complete; on failure or interruption no
-    partial file is left. Raises `PipelineError` subclasses when processing fails.
+    partial file is left. Only what vidpipe wrote in the output folder is removed or replaced
+    (`pipeline.outdir`): a file there that it did not write raises `OutputConflict` before
+    anything is touched, unless `options.force`; another run holding the folder raises
+    `FolderInUse`; an input lying where the run writes raises `ConfigError`. Raises
+    `PipelineError` subclasses when processing fails.
     """
     from .layouts import load_layout
 
     layout = load_layout(plan.options.layout)
     if not plan.tasks:  # resuming a finished job: nothing to do, nothing to touch
         return build_report(plan, time.perf_counter(), {})
-    _prepare_out_dir(plan)
-    configure_process(plan.options)
-    try:
-        with trace.session("main", plan.trace_dir):
-            report = layout.run(plan, reporter or NullReporter())
-        if plan.trace_dir is not None:
-            trace.merge(plan.trace_dir, plan.out_dir / "trace.json")
-    except BaseException:
-        _remove_leftovers(plan)
-        raise
-    finally:
-        if plan.trace_dir is not None:
-            shutil.rmtree(plan.trace_dir, ignore_errors=True)
-    for name in plan.options.tasks:
-        remove_pieces(plan.out_dir, name)  # joined: no longer needed for --resume
-    report.write(plan.out_dir / "report.json")
+    force = plan.options.force
+    with ownership.hold(plan.out_dir, _claim(plan), source=Path(plan.media.path), force=force):
+        configure_process(plan.options)
+        watchdog = Watchdog(reporter or NullReporter(), plan.options.stall_timeout)
+        try:
+            with trace.session("main", plan.trace_dir), watchdog.armed():
+                report = layout.run(plan, watchdog)
+            if plan.trace_dir is not None:
+                trace.merge(plan.trace_dir, plan.out.trace)
+        except BaseException:
+            _remove_leftovers(plan)
+            raise
+        finally:
+            if plan.trace_dir is not None:
+                shutil.rmtree(plan.trace_dir, ignore_errors=True)
+        for name in plan.options.tasks:
+            remove_pieces(plan.out_dir, name)  # joined: no longer needed for --resume
+        report.write(plan.out.report)
     return report
 
 

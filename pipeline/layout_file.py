@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunOptions, StageSpec, StartMethod, Transport
+from .config import RunOptions, StageSpec, StartMethod, Transport, thread_limit
 from .errors import ConfigError
 
 __all__ = [
@@ -48,6 +48,10 @@ __all__ = [
     "is_layout_file",
     "read_layout_file",
 ]
+
+
+#: The most saves that may wait for a saver thread: each holds a copy of a frame.
+MAX_SAVE_QUEUE = 256
 
 
 class Placement(enum.StrEnum):
@@ -143,10 +147,10 @@ class _Table:
             known = ", ".join(m.value for m in enum_type)
             raise self.error(f"'{key}' must be one of {known}, got '{value}'") from None
 
-    def positive(self, key: str) -> int | None:
+    def positive(self, key: str, most: int) -> int | None:
         value = self.take(key, int)
-        if value is not None and value < 1:
-            raise self.error(f"'{key}' must be 1 or more, got {value}")
+        if value is not None and not 1 <= value <= most:
+            raise self.error(f"'{key}' must be between 1 and {most}, got {value}")
         return value  # type: ignore[no-any-return]
 
     def rest(self) -> dict[str, Any]:
@@ -162,8 +166,9 @@ class _Table:
 def _frames(table: _Table) -> FramesPlan:
     plan = FramesPlan(
         pool=table.choice("pool", FramePool, FramePool.INLINE),
-        workers=table.positive("workers"),
-        window=table.positive("window"),
+        workers=table.positive("workers", thread_limit()),
+        # Frames in flight: each is a frame in memory (two under `shm`).
+        window=table.positive("window", 4 * thread_limit()),
         transport=table.choice("transport", Transport),
     )
     table.finish()
@@ -202,9 +207,11 @@ def read_layout_file(path: str | Path) -> LayoutFile:
     (missing, not TOML, an unknown key or a bad value, a stage that cannot be parsed)."""
     name = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"layout file {name}: cannot read it ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"layout file {name}: not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"layout file {name}: not valid TOML ({exc})") from exc
     table = _Table(data, "", name)
@@ -215,7 +222,7 @@ def read_layout_file(path: str | Path) -> LayoutFile:
         summary=table.take("summary", str, ""),
         tasks=table.choice("tasks", Placement, Placement.PROCESSES),
         start_method=table.choice("start_method", StartMethod),
-        save_queue=table.positive("save_queue"),
+        save_queue=table.positive("save_queue", MAX_SAVE_QUEUE),
         frames=_frames(_Table(frames, "[frames] ", name)) if frames else FramesPlan(),
         per_task=tuple((task, _task(task, value, name)) for task, value in per_task.items()),
     )

@@ -5,6 +5,7 @@ Needs matplotlib (the `plot` extra); it is imported only when a chart is drawn.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from .compare import LayoutSummary
 from .errors import ConfigError
+from .outdir import atomic_write_bytes
 
 __all__ = ["speedup_chart", "timeline_chart"]
 
@@ -47,6 +49,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path, dpi: int) -> None:
+    """Write the figure as PNG, atomically: a chart is at `path` only once complete."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) -> None:
     """Bars of each layout's median speedup over serial, with the ideal (one per core)."""
     plt = _pyplot()
@@ -62,8 +72,7 @@ def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) ->
     ax.set_title("Speedup by layout")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=110)
 
 
 def _tracks(
@@ -141,5 +150,4 @@ def timeline_chart(traces: dict[str, Path], path: Path, zoom_seconds: float = 0.
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
     fig.legend(handles, LABELS.values(), loc="lower center", ncol=len(COLOURS), fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=100)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .saves import atomic_write_bytes
+from .outdir import atomic_write_bytes
 
 __all__ = [
     "ProcessStats",
@@ -219,12 +219,59 @@ class TaskResult:
         return data
 
     @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any]) -> TaskResult:
-        """The result `to_dict` described (its processes are not kept)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in fields}
-        values["workers"] = [WorkerStats(**w) for w in data.get("workers", [])]
+    def from_dict(cls, name: str, data: Any) -> TaskResult:
+        """The result `to_dict` described (its processes are not kept); `ValueError` saying
+        what is wrong when `data` is not one (a field missing or of another type)."""
+        values = _typed_fields(cls, data, skip=frozenset({"name", "processes"}))
+        values["workers"] = [
+            WorkerStats(**_typed_fields(WorkerStats, w)) for w in values.get("workers", [])
+        ]
         return cls(name=name, **values)
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+}
+
+
+def _is(value: Any, annotation: str) -> bool:
+    """Whether `value` (from JSON) fits the type `annotation` names, as written in this module:
+    scalars, `X | None`, `list[X]`, `dict[str, X]`, and the dataclasses (as objects)."""
+    if " | " in annotation:
+        return any(_is(value, part) for part in annotation.split(" | "))
+    if annotation.startswith("list["):
+        return isinstance(value, list) and all(_is(v, annotation[5:-1]) for v in value)
+    if annotation.startswith("dict[str, "):
+        inner = annotation[10:-1]
+        return isinstance(value, dict) and all(_is(v, inner) for v in value.values())
+    if annotation in _SCALARS:
+        if isinstance(value, bool) and annotation in ("int", "float"):
+            return False
+        return isinstance(value, _SCALARS[annotation])
+    return isinstance(value, dict)  # a dataclass, checked by its own _typed_fields
+
+
+def _typed_fields(cls: type, data: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields of dataclass `cls` from `data`, each checked against its annotation;
+    `ValueError` naming the first that is missing or of another type. Unknown keys are left."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__} has no '{f.name}'")
+            continue
+        if not _is(data[f.name], str(f.type)):
+            raise ValueError(f"{cls.__name__}.{f.name} must be {f.type}, got {data[f.name]!r}")
+        values[f.name] = data[f.name]
+    return values
 
 
 @dataclass(frozen=True)

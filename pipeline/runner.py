@@ -22,7 +22,7 @@ import numpy as np
 import xxhash
 
 from . import trace
-from .checkpoints import checkpoint_path, checkpoint_state, thumbnails_in
+from .checkpoints import checkpoint_state, thumbnails_in
 from .errors import Interrupted, MediaError, StageError
 from .faults import fault_at
 from .framemap import FrameMapper, InlineMapper, MapperFactory
@@ -31,8 +31,9 @@ from .media.probe import MediaInfo
 from .media.sink import Encoder, join_pieces
 from .media.source import Decoder
 from .media.transcode import Transcoder
+from .outdir import OutDir, atomic_write_bytes, thumbnail_name
 from .report import ProcessStats, TaskResult
-from .saves import atomic_write_bytes, save_thumbnail, thumbnail_path, write_checkpoint
+from .saves import save_thumbnail, write_checkpoint
 from .segments import Pieces, Segment, cut_segments, digests_path, piece_frames, read_digests
 from .tasks import Task
 
@@ -96,7 +97,7 @@ class _Tally:
         self.thumbs = len(thumbnails or [])
         self.latest: str | None = None
         if thumbnails:
-            self.latest = thumbnail_path(Path(), "", thumbnails[-1]).name
+            self.latest = thumbnail_name(thumbnails[-1])
         self.threads: set[str] = set()  # threads seen in this process while the task ran
         self.processes: list[ProcessStats] = []
         self.waits: dict[str, float] = {}  # seconds waiting on ffmpeg, by phase
@@ -180,7 +181,7 @@ def _encode(
                 tally.threads.update(t.name for t in threading.enumerate())
             if index % save_every == 0:
                 begin = trace.now()
-                thumb = thumbnail_path(out_dir, task.name, index)
+                thumb = OutDir(out_dir).thumbnail(task.name, index)
                 tally.thumbs, tally.latest = tally.thumbs + 1, thumb.name
                 helpers.saver.submit(
                     partial(
@@ -304,7 +305,8 @@ def run_task(
             pieces=Pieces(pieces.segments, frozenset(done)),
             result=result,
         )
-        helpers.saver.submit(partial(write_checkpoint, checkpoint_path(out_dir, task.name), state))
+        path = OutDir(out_dir).checkpoint(task.name)
+        helpers.saver.submit(partial(write_checkpoint, path, state))
 
     helpers.progress.started(task.name, media.packets)
     helpers.progress.update(task.name, tally.frames)

@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from .outdir import atomic_write_bytes
 from .stages.base import PixelFormat
 
-__all__ = ["atomic_write_bytes", "save_thumbnail", "thumbnail_path", "write_checkpoint"]
-
-# mkstemp creates files readable by the owner only; outputs get the usual mode under the umask.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one.
-
-    An `OSError` (a full disk, say) names `path`.
-    """
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def thumbnail_path(out_dir: Path, task: str, index: int) -> Path:
-    """Where the thumbnail of frame `index` of `task` goes."""
-    return out_dir / "thumbnails" / task / f"frame_{index:06d}.jpg"
+__all__ = ["save_thumbnail", "write_checkpoint"]
 
 
 def save_thumbnail(path: Path, frame: np.ndarray, pix_fmt: PixelFormat, width: int = 320) -> None:

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .media.probe import MediaInfo
+from .outdir import OutDir
 
 __all__ = [
     "DIGEST_SIZE",
@@ -26,7 +27,6 @@ __all__ = [
     "cut_segments",
     "digests_path",
     "piece_frames",
-    "pieces_dir",
     "plan_pieces",
     "plan_segments",
     "read_digests",
@@ -52,8 +52,8 @@ class Pieces:
     """How a task's output is made: its segments, and those an earlier run already finished.
 
     A task of one segment, none of it done, is encoded straight into its output; any other is
-    encoded piece by piece into `pieces_dir`, each piece recorded in the task's checkpoint when
-    finished, and the pieces joined at the end.
+    encoded piece by piece into its pieces folder (`OutDir.pieces`), each piece recorded in the
+    task's checkpoint when finished, and the pieces joined at the end.
     """
 
     segments: tuple[Segment, ...]
@@ -85,16 +85,12 @@ def piece_frames(segment: Segment) -> int:
     return digests_path(segment).stat().st_size // DIGEST_SIZE
 
 
-def pieces_dir(out_dir: Path, task: str) -> Path:
-    """Where a task's pieces are kept until they are joined."""
-    return out_dir / ".pieces" / task
-
-
 def remove_pieces(out_dir: Path, task: str) -> None:
     """Remove a task's pieces, and the pieces folder once no task has any left."""
-    shutil.rmtree(pieces_dir(out_dir, task), ignore_errors=True)
+    folder = OutDir(out_dir).pieces(task)
+    shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # missing, or another task's pieces are still there
-        (out_dir / ".pieces").rmdir()
+        folder.parent.rmdir()
 
 
 def cut_segments(
@@ -103,7 +99,7 @@ def cut_segments(
     """Segments beginning at the frames `starts` (keyframes, 0 included), to the stream's end."""
     ordered = sorted(set(starts) | {0})
     seek = dict(media.keyframes)
-    folder = pieces_dir(out_dir, task)
+    folder = OutDir(out_dir).pieces(task)
     return [
         Segment(
             number=n,
@@ -125,6 +121,7 @@ def plan_segments(media: MediaInfo, count: int, out_dir: Path, task: str) -> lis
     starts = {0}
     keys = [k for k in media.keyframes if k[0] > 0]
     total = max(media.packets, 1)
+    count = min(count, len(keys) + 1)  # no more segments than keyframes to start them at
     for i in range(1, count):
         if keys:
             target = i * total / count

@@ -31,8 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .config import StageSpec
-from .environment import usable_cores
+from .config import StageSpec, usable_cores
 from .errors import PipelineError
 from .stages.base import PixelFormat, Stage, StreamSpec
 from .stages.loader import build_stage
@@ -204,7 +203,7 @@ def check_stage(
         return _check(stage, spec, width, height, count)
     except (PipelineError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise PipelineError(
             f"stage {stage.name} failed on generated {width}x{height} frames: "
             f"{type(exc).__name__}: {exc}"

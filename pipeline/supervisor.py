@@ -23,6 +23,7 @@ import ctypes
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -38,7 +39,7 @@ from .errors import Interrupted, PipelineError, RemoteTraceback, WorkerCrashed
 from .media import ffmpeg
 from .reporters import Reporter
 
-__all__ = ["Supervisor", "WorkerLink", "die_with_parent"]
+__all__ = ["Supervisor", "WorkerLink", "die_with_parent", "leave_stuck_threads"]
 
 #: Seconds a worker gets to clean up after SIGTERM before it is killed. Workers normally
 #: finish in about 0.1 s; the margin keeps a whole interrupted run under the promised 3 s.
@@ -77,11 +78,32 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _portable(exc: BaseException) -> BaseException:
+    """`exc` as the parent can receive and raise it: picklable, and an `Exception` or an
+    interruption (a `SystemExit` raised in a worker is a failure of the worker's, not an exit
+    code for the whole run)."""
+    if not isinstance(exc, Exception | KeyboardInterrupt):
+        return PipelineError(f"{type(exc).__name__}: {exc}")
     try:
         pickle.dumps(exc)
     except Exception:
         return PipelineError(f"{type(exc).__name__}: {exc}")
     return exc
+
+
+def leave_stuck_threads(code: int) -> None:
+    """End this process now with `code` if a thread it cannot stop is still running.
+
+    A thread cannot be killed: one stuck in a stage (a `sleep` for ever, a hung library call)
+    would keep the interpreter from exiting, which joins every non-daemon thread at exit (the
+    threads of a `ThreadPoolExecutor` among them). Called once a failed run has cleaned up
+    after itself, so that nothing is left but the stuck thread, which dies with the process.
+    """
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def die_with_parent() -> None:
@@ -112,16 +134,24 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     signal.signal(signal.SIGTERM, _on_sigterm)
     die_with_parent()
+    message: tuple[Any, ...]
     try:
-        message: tuple[Any, ...] = ("result", target(WorkerLink(conn), *args))
-    except BaseException as exc:
+        try:
+            message = ("result", target(WorkerLink(conn), *args))
+        finally:
+            # Nothing is left to clean up: a stop request from now on must not interrupt the
+            # report (a worker failing on its own is stopped by its parent all the same).
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except BaseException as exc:  # a stop request that came first is reported as such
         message = ("error", _portable(exc), traceback.format_exc())
-    # Nothing is left to clean up: a stop request now must not interrupt the last message.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         conn.send(message)
+    except OSError:
+        pass  # the parent is gone (killed): nobody to tell, and nothing to print
     finally:
         conn.close()
+    if message[0] == "error":
+        leave_stuck_threads(1)
 
 
 @dataclass(eq=False)

@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import EncoderSettings, RunOptions, StageSpec
-from .errors import ConfigError
+from .config import MAX_FRAME_SIDE, EncoderSettings, RunOptions, StageSpec
+from .errors import ConfigError, InputError
 from .media.probe import MediaInfo
 from .stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
 from .stages.color import ToBGR, ToI420
@@ -66,9 +66,12 @@ def _compress(options: RunOptions, media: MediaInfo) -> Task:
 
 def _render(options: RunOptions, media: MediaInfo) -> Task:
     a = options.animation
-    animate = Animate(
-        particles=a.particles, glow=a.glow, seed=a.seed, title=a.title, samples=a.samples
-    )
+    try:
+        animate = Animate(
+            particles=a.particles, glow=a.glow, seed=a.seed, title=a.title, samples=a.samples
+        )
+    except ValueError as exc:  # AnimationSettings checks the same: a safety net
+        raise ConfigError(f"render: {exc}") from exc
     stages = (animate,)
     return Task("render", stages, "rendered.mp4", options.encoder)
 
@@ -83,12 +86,33 @@ TASK_BUILDERS: dict[str, Callable[[RunOptions, MediaInfo], Task]] = {
 def _with_even_size(task: Task, media: MediaInfo) -> Task:
     try:
         spec = task.output_spec(media)
-    except Exception as exc:  # a stage's output_spec rejects the frames (its configuration)
+    except (Exception, SystemExit) as exc:  # a stage's output_spec rejects the frames
         raise ConfigError(f"task '{task.name}': {type(exc).__name__}: {exc}") from exc
+    if not (2 <= spec.width <= MAX_FRAME_SIDE and 2 <= spec.height <= MAX_FRAME_SIDE):
+        stages = ", ".join(stage.name for stage in task.stages)
+        raise ConfigError(
+            f"task '{task.name}': its stages ({stages}) make frames of {spec.width}x"
+            f"{spec.height}; vidpipe encodes 2x2 to {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}"
+        )
     fix = EvenCrop.explain(spec)
     if fix is None:
         return task
     return dataclasses.replace(task, stages=(*task.stages, EvenCrop()), size_fix=fix)
+
+
+def _check_frame_size(media: MediaInfo) -> None:
+    """Refuse an input whose frames cannot be encoded: under 2x2 (H.264's 4:2:0 needs even
+    sizes, and cropping 1 pixel to even leaves none), or over `MAX_FRAME_SIDE` a side."""
+    w, h = media.width, media.height
+    if w < 2 or h < 2:
+        raise InputError(
+            f"{media.path}: frames of {w}x{h} are too small to encode (H.264 needs at least 2x2)"
+        )
+    if w > MAX_FRAME_SIDE or h > MAX_FRAME_SIDE:
+        raise InputError(
+            f"{media.path}: frames of {w}x{h} are larger than the {MAX_FRAME_SIDE} pixels a "
+            "side vidpipe decodes"
+        )
 
 
 def _with_stages(task: Task, specs: list[StageSpec]) -> Task:
@@ -126,7 +150,9 @@ def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
     """Build the tasks named in `options` for `media`: their built-in stages (unless the layout
     file leaves them out), then the stages `options.stages` adds, then a crop to even sizes
     where needed, with colour conversions where a stage needs BGR (`_with_conversions`).
-    Raises `ConfigError` for an unknown task or a stage that cannot be loaded."""
+    Raises `ConfigError` for an unknown task or a stage that cannot be loaded, and `InputError`
+    for frames too small or too large to encode."""
+    _check_frame_size(media)
     tasks = []
     for name in options.tasks:
         builder = TASK_BUILDERS.get(name)

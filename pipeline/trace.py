@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .outdir import atomic_write_bytes
+
 __all__ = [
     "counter",
     "merge",
@@ -27,7 +29,6 @@ __all__ = [
     "session",
     "span",
     "start",
-    "trace_dir",
     "write",
 ]
 
@@ -97,8 +98,6 @@ def write(folder: Path) -> None:
 
 def merge(folder: Path, out: Path) -> None:
     """Merge the per-process files in `folder` into one trace file `out`, atomically."""
-    from .saves import atomic_write_bytes
-
     events: list[dict[str, Any]] = []
     for part in sorted(folder.glob("*.json")):
         events.extend(json.loads(part.read_text()))
@@ -117,8 +116,3 @@ def session(role: str, folder: Path | None) -> Iterator[None]:
         yield
     finally:
         write(folder)
-
-
-def trace_dir(out_dir: Path) -> Path:
-    """Where the processes of a run leave their events until they are merged."""
-    return out_dir / ".trace"

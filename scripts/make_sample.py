@@ -33,8 +33,10 @@ def make_sample(
     """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error."""
     args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
     width, height = size.split("x")
-    # testsrc2 rounds odd sizes to even; the scale filter then gives exactly the size asked for.
-    source = f"testsrc2=size={size}:rate={fps},scale={width}:{height}"
+    # testsrc2 rounds odd sizes down to even (1 to 0): it draws at least 2x2, rounded up, and
+    # the scale filter then gives exactly the size asked for.
+    even = "x".join(str(max(2, int(n) + int(n) % 2)) for n in (width, height))
+    source = f"testsrc2=size={even}:rate={fps},scale={width}:{height}"
     args += ["-y", "-f", "lavfi", "-i", source]
     if audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]

@@ -133,7 +133,7 @@ def assert_only_recorded_pieces(out: Path) -> None:
     import json
 
     assert not list(out.rglob("*.part")) and not list(out.rglob("*.tmp"))
-    for folder in (out / ".pieces").glob("*"):
+    for folder in (out / ".vidpipe" / "pieces").glob("*"):
         state = json.loads((out / f"{folder.name}.checkpoint.json").read_text())
         done = [] if state["complete"] else state["segments_done"]
         expected = {f"{n:04d}{ext}" for n in done for ext in (".mp4", ".digests")}

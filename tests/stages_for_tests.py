@@ -154,3 +154,68 @@ class Unchanged(Stage):
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
         return frame
+
+
+class Returns(Stage):
+    """Returns something that is not a frame of the spec it declares, from frame `at` on."""
+
+    name = "returns"
+
+    def __init__(self, kind: str, at: int = 3) -> None:
+        self.kind = kind
+        self.at = at
+
+    def process(self, frame: np.ndarray, index: int) -> object:  # type: ignore[override]
+        if index < self.at:
+            return frame
+        wrong: dict[str, object] = {
+            "half": lambda: np.ascontiguousarray(frame[: frame.shape[0] // 2]),
+            "transposed": lambda: np.ascontiguousarray(frame.transpose(1, 0, 2)),
+            "float32": lambda: frame.astype(np.float32),
+            "none": lambda: None,
+            "two-d": lambda: np.ascontiguousarray(frame[..., 0]),
+            "tiny": lambda: np.zeros((10, 10, 3), np.uint8),
+            "view": lambda: frame[:, ::-1],
+        }
+        return wrong[self.kind]()  # type: ignore[operator]
+
+
+class Exits(Stage):
+    """Calls `sys.exit(code)` in `where`: "process" (on frame `at`), "setup" or "teardown"."""
+
+    name = "exits"
+
+    def __init__(self, where: str = "process", code: int = 3, at: int = 2) -> None:
+        self.where = where
+        self.code = code
+        self.at = at
+
+    def setup(self, spec: object) -> None:
+        if self.where == "setup":
+            raise SystemExit(self.code)
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if self.where == "process" and index == self.at:
+            raise SystemExit(self.code)
+        return frame
+
+    def teardown(self) -> None:
+        if self.where == "teardown":
+            raise SystemExit(self.code)
+
+
+class Hangs(Stage):
+    """Never returns from frame `at` (a stage stuck in a call that does not come back)."""
+
+    name = "hangs"
+
+    def __init__(self, at: int = 3) -> None:
+        self.at = at
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        if index >= self.at:
+            while True:
+                time.sleep(3600)
+        return frame

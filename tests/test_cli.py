@@ -9,6 +9,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
+from pipeline.config import thread_limit
 from pipeline.layouts import LAYOUTS
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -85,6 +86,76 @@ def test_bad_input_is_one_error_line_and_exit_2(case, cli, tmp_path, tiny_clip) 
 def test_bad_option_is_one_error_line_and_exit_2(option, words, cli, tmp_path, tiny_clip) -> None:
     done = cli.run("run", tiny_clip, "--out", tmp_path / "out", *option)
     _assert_usage_error(done, *words)
+
+
+LIMIT = thread_limit()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--opencv-threads", "100000"], [f"--opencv-threads must be between 0 and {LIMIT}"]),
+        (["--encoder-threads", "100000"], [f"--encoder-threads must be at most {LIMIT}"]),
+        (
+            ["--workers", "1000000000", "--layout", "segments"],
+            [f"--workers must be at most {LIMIT}"],
+        ),
+        (["--workers", "300", "--layout", "pool"], [f"--workers must be at most {LIMIT}"]),
+        (["--workers", "100000"], [f"--workers must be at most {LIMIT}"]),
+        (["--workers", "5000", "--layout", "ray"], ["--workers must be at most 4096"]),
+        (["--height", "100000"], ["--height must be between 2 and 8192"]),
+        (["--height", "8000"], ["its stages (resize) make frames of 10666x8000"]),
+        (["--particles", "1000000000"], ["--particles must be between 0 and 100000"]),
+        (["--samples", "1000000000"], ["--samples must be between 1 and 10000"]),
+        (["--glow", "100000"], ["--glow must be between 0 and 100"]),
+        (["--seed", "-1"], ["--seed must be 0 or more, got -1"]),
+        (["--stall-timeout", "-1"], ["--stall-timeout must be 0 (never) or more seconds"]),
+    ],
+)
+def test_options_beyond_what_makes_sense_are_refused_saying_the_limit(
+    option, words, cli, tmp_path, tiny_clip
+) -> None:
+    done = cli.run("run", tiny_clip, "--out", tmp_path / "out", *option, timeout=20)
+    _assert_usage_error(done, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_layout_file_beyond_what_makes_sense_is_refused(cli, tmp_path, tiny_clip) -> None:
+    layout = tmp_path / "big.toml"
+    layout.write_text("[frames]\npool = 'threads'\nwindow = 1000000000\n")
+    done = cli.run("run", tiny_clip, "--out", tmp_path / "out", "--layout", layout)
+    _assert_usage_error(done, "'window' must be between 1 and", str(layout))
+
+
+@pytest.mark.parametrize("size", ["1x1", "1x8", "9x1"])
+def test_frames_too_small_to_encode_are_an_input_error(size, cli, tmp_path, make_clip) -> None:
+    clip = make_clip(f"{size}.mkv", size=size, frames=3, codec="png", pix_fmt="rgb24")
+    done = cli.run("run", clip, "--out", tmp_path / "out")
+    _assert_usage_error(done, f"frames of {size} are too small to encode", str(clip))
+
+
+def test_a_layout_file_that_is_not_text_names_the_file(cli, tmp_path, tiny_clip) -> None:
+    layout = tmp_path / "binary.toml"
+    layout.write_bytes(b"\xff\xfe\x00tasks = 1\n")
+    done = cli.run("run", tiny_clip, "--out", tmp_path / "out", "--layout", layout)
+    _assert_usage_error(done, str(layout), "not UTF-8")
+
+
+@pytest.mark.parametrize("layout", ["processes", "pool", "segments"])
+def test_a_stage_that_cannot_go_to_a_process_is_named(layout, cli, tmp_path, tiny_clip) -> None:
+    done = cli.run(
+        "run", tiny_clip, "--out", tmp_path / "out", "--layout", layout,
+        "--stage", "render:tests.stages_for_tests:Unpicklable",
+    )  # fmt: skip
+    _assert_usage_error(
+        done, "stage 'unpicklable' cannot be sent to a worker process", "cannot pickle"
+    )
+    forked = cli.run(
+        "run", tiny_clip, "--out", tmp_path / "out", "--layout", layout, "--start-method",
+        "fork", "--stage", "render:tests.stages_for_tests:Unpicklable",
+    )  # fmt: skip
+    assert forked.returncode == 0, forked.stderr  # a forked worker inherits it: nothing to send
 
 
 def test_missing_arguments_are_usage_errors(cli) -> None:

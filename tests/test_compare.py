@@ -119,3 +119,24 @@ def test_compare_layouts_script_is_the_same_command(tmp_path) -> None:
         check=True,
     )
     assert "--layouts" in done.stdout and "--repeat" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_compare_touches_only_what_it_wrote(cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "results.md").write_text("my own results")
+    (out / "notes.txt").write_text("mine")
+    args = ("compare", tiny_clip, "--layouts", "threads", "--repeat", "1", "--out", out)
+    refused = cli.run(*args)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == (
+        f"error: {out / 'results.md'} exists and was not written by vidpipe: move it away, "
+        "or pass --force to overwrite it"
+    )
+    assert (out / "results.md").read_text() == "my own results"
+    forced = cli.run(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "results.md").read_text().startswith("# Layouts compared")
+    assert (out / "notes.txt").read_text() == "mine"
+    assert cli.run(*args).returncode == 0, "its own results are replaced without --force"

@@ -15,6 +15,7 @@ from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
 from pipeline.errors import RemoteTraceback
 from pipeline.job import execute, plan
 from pipeline.layouts import LAYOUTS as REGISTERED
+from pipeline.outdir import partial_path
 from pipeline.tasks import Task
 
 LAYOUTS = ["serial", "threads", "processes"]
@@ -92,7 +93,7 @@ def _wait_for_worker(tag: str, output: str, timeout: float = 30):  # type: ignor
     while time.monotonic() < deadline:
         for proc in tagged_processes(tag):
             try:
-                if any(arg.endswith(f"{output}.part") for arg in proc.cmdline()):
+                if any(arg.endswith(partial_path(Path(output)).name) for arg in proc.cmdline()):
                     return proc.parent()
             except Exception:
                 continue
@@ -156,8 +157,31 @@ def test_a_failed_run_removes_the_temp_files_of_saves_killed_mid_write(tiny_clip
     job = plan(tiny_clip, RunOptions(out_dir=tmp_path, layout="serial"))
     thumbs = tmp_path / "thumbnails" / "render"
     thumbs.mkdir(parents=True)
-    left = [thumbs / ".frame_000004.jpg.x1y2.tmp", tmp_path / ".render.checkpoint.json.z.tmp"]
-    for path in left:
+    left = [
+        thumbs / ".vidpipe-tmp-frame_000004.jpg.x1y2.tmp",
+        tmp_path / ".vidpipe-tmp-render.checkpoint.json.z.tmp",
+        tmp_path / ".rendered.mp4.vidpipe.part",
+    ]
+    theirs = [thumbs / ".frame_000004.jpg.x1y2.tmp", tmp_path / ".session.tmp"]
+    for path in left + theirs:
         path.write_bytes(b"half a file")  # what a worker SIGKILLed inside a save leaves
     _remove_leftovers(job)
     assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in theirs), "only vidpipe's temporary files go"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_workers_orphaned_by_a_killed_run_exit_quietly(method, cli, tmp_path, make_clip) -> None:
+    clip = make_clip("long.mp4", size="320x240", frames=300)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run", clip, "--out", out, "--start-method", method, "--particles", "2000",
+        "--save-every", "1", "--no-progress",
+    )  # fmt: skip
+    _wait_for_worker(cli.tag, "rendered.mp4")
+    time.sleep(0.3)
+    proc.kill()  # the main process only: its workers are orphaned, and die with it
+    _, stderr = proc.communicate(timeout=20)  # EOF once every process holding stderr is gone
+    assert_tree_gone(cli.tag)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr

@@ -29,7 +29,7 @@ def test_trace_json_is_a_valid_timeline_of_every_process(layout, tiny_clip, tmp_
     if layout == "pool":
         assert sum(p.startswith("pool worker") for p in processes) == 2
         assert any(e["ph"] == "C" and e["name"] == "frames in pool" for e in events)
-    assert not (tmp_path / ".trace").exists()
+    assert not (tmp_path / ".vidpipe" / "trace").exists()
 
 
 def test_no_trace_unless_asked(tiny_clip, tmp_path) -> None:
@@ -86,4 +86,4 @@ def test_samples_average_each_particle_over_the_frame_without_drawing_more(
         Animate(samples=0)
     done = cli.run("run", tiny_clip, "--out", tmp_path, "--samples", "0")
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: --samples must be 1 or more, got 0"
+    assert done.stderr.strip() == "error: --samples must be between 1 and 10000, got 0"

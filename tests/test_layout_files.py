@@ -92,7 +92,7 @@ def test_the_stage_chain_of_a_layout_file(tiny_clip, tmp_path) -> None:
     [
         ("tasks = 'teleport'", "'tasks' must be one of serial, threads, processes, got 'teleport'"),
         ("colour = 'blue'", "unknown key 'colour'"),
-        ("[frames]\npool = 'threads'\nworkers = 0", "[frames] 'workers' must be 1 or more"),
+        ("[frames]\npool = 'threads'\nworkers = 0", "[frames] 'workers' must be between 1 and"),
         ("[frames]\nwindow = 'big'", "[frames] 'window' must be a whole number, got 'big'"),
         ("[task.render]\nframes = { pool = 'gpu' }", "[task.render] frames: 'pool' must be one of"),
         ("[task.render]\nstages = [{ height = 3 }]", "a stage table needs 'stage'"),

@@ -64,7 +64,7 @@ def test_ray_layout_on_a_local_instance_matches_serial(cli, make_clip, tmp_path)
     assert sorted(p.name for p in (out / "thumbnails" / "render").iterdir())[-1] == (
         "frame_000110.jpg"
     )
-    assert not (out / ".pieces").exists()
+    assert not (out / ".vidpipe" / "pieces").exists()
     assert_tree_gone(cli.tag)  # the local instance is shut down with the run
 
 
@@ -119,7 +119,7 @@ def test_an_interrupted_ray_run_resumes_to_the_uninterrupted_frames(
     assert _digests(out) == expected
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"]["compress"]["resumed_frames"] > 0
-    assert not (out / ".pieces").exists()
+    assert not (out / ".vidpipe" / "pieces").exists()
 
 
 @pytest.mark.timeout(120)

@@ -90,7 +90,7 @@ def test_a_failed_run_resumes_to_the_uninterrupted_frames(
     assert report["tasks"]["render"]["thumbnails"] == 12
     assert count_decoded_frames(out / "rendered.mp4") == 120
     assert probe(out / "compressed.mp4").audio_codec == "aac"
-    assert not (out / ".pieces").exists() and not list(out.rglob("*.part"))
+    assert not (out / ".vidpipe" / "pieces").exists() and not list(out.rglob("*.part"))
     assert _checkpoint(out, "render")["complete"]
 
 
@@ -138,7 +138,7 @@ def test_an_interrupted_run_resumes_under_another_layout(how, cli, reference, tm
     assert resumed.returncode == 0, resumed.stderr
     assert _digests(out) == expected
     assert _report(out)["tasks"]["render"]["resumed_frames"] > 0
-    assert not (out / ".pieces").exists() and not list(out.rglob("*.part"))
+    assert not (out / ".vidpipe" / "pieces").exists() and not list(out.rglob("*.part"))
 
 
 def test_resume_refuses_another_jobs_checkpoint(cli, reference, tmp_path) -> None:
@@ -169,9 +169,62 @@ def test_a_run_without_resume_starts_over(cli, reference, tmp_path) -> None:
         assert cli.run("run", clip, "--out", out, "--layout", "serial", *JOB).returncode == 1
     finally:
         del os.environ["VIDPIPE_FAULT"]
-    assert (out / ".pieces" / "render").is_dir()
+    assert (out / ".vidpipe" / "pieces" / "render").is_dir()
     again = cli.run("run", clip, "--out", out, "--layout", "serial", *JOB)
     assert again.returncode == 0, again.stderr
     assert _digests(out) == expected
     assert _report(out)["tasks"]["render"]["resumed_frames"] == 0
-    assert not (out / ".pieces").exists()
+    assert not (out / ".vidpipe" / "pieces").exists()
+
+
+def _break(state: dict, how: str) -> object:  # type: ignore[type-arg]
+    if how == "done as strings":
+        state["segments_done"] = [str(n) for n in state["segments_done"]]
+    elif how == "segments a number":
+        state["segments"] = 5
+    elif how == "a list as the root":
+        return [state]
+    elif how == "result missing fields":
+        state["result"] = {"frames": 120}
+    elif how == "result of wrong types":
+        state["result"]["frames"] = "many"
+    elif how == "job not an object":
+        state["job"] = "mine"
+    return state
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "done as strings",
+        "segments a number",
+        "a list as the root",
+        "result missing fields",
+        "result of wrong types",
+        "job not an object",
+        "not JSON",
+        "not text",
+    ],
+)
+def test_a_malformed_checkpoint_is_refused_in_one_line(how, cli, reference, tmp_path) -> None:
+    clip, _ = reference
+    out = tmp_path / "out"
+    finished = how.startswith("result")
+    env = {} if finished else {"VIDPIPE_FAULT": "stage:render:70:raise"}
+    cli.extra_env.update(env)
+    first = cli.run("run", clip, "--out", out, "--layout", "serial", *JOB)
+    assert first.returncode == (0 if finished else 1), first.stderr
+    cli.extra_env.clear()
+    path = out / "render.checkpoint.json"
+    if how == "not JSON":
+        path.write_text("{")
+    elif how == "not text":
+        path.write_bytes(b"\xff\xfe{}")
+    else:
+        path.write_text(json.dumps(_break(_checkpoint(out, "render"), how)))
+    done = cli.run("run", clip, "--out", out, "--layout", "serial", *JOB, "--resume")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --resume: cannot read checkpoint {path}"
+    )

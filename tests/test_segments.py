@@ -45,7 +45,7 @@ def test_segments_join_pieces_into_the_serial_frames(make_clip, tmp_path) -> Non
         thumbs = sorted(p.name for p in (out / "thumbnails" / name).iterdir())
         assert thumbs == [f"frame_{i:06d}.jpg" for i in (0, 10, 20, 30)]
     assert probe(out / "compressed.mp4").audio_codec == "aac"
-    assert not (out / ".pieces").exists(), "pieces are removed once joined"
+    assert not (out / ".vidpipe" / "pieces").exists(), "pieces are removed once joined"
 
 
 @pytest.mark.timeout(60)
@@ -63,6 +63,7 @@ def test_a_killed_segment_worker_fails_the_run_and_keeps_only_recorded_pieces(
     checkpoint = tmp_path / "doomed.checkpoint.json"
     recorded = json.loads(checkpoint.read_text())["segments_done"] if checkpoint.exists() else []
     assert 1 not in recorded
-    left = sorted(p.name for p in (tmp_path / ".pieces" / "doomed").glob("*")) if recorded else []
+    folder = tmp_path / ".vidpipe" / "pieces" / "doomed"
+    left = sorted(p.name for p in folder.glob("*")) if recorded else []
     assert left == sorted(f"{n:04d}{ext}" for n in recorded for ext in (".digests", ".mp4"))
-    assert recorded or not (tmp_path / ".pieces").exists()
+    assert recorded or not (tmp_path / ".vidpipe" / "pieces").exists()

@@ -190,4 +190,27 @@ def test_a_stage_whose_teardown_fails_fails_the_run_naming_it(layout, tiny_clip,
         "task 'compress': stage 'fail-teardown' failed: "
         "teardown() raised OSError('could not flush')"
     )
-    assert not (tmp_path / "compressed.mp4").exists() and not (tmp_path / ".pieces").exists()
+    assert not (tmp_path / "compressed.mp4").exists()
+    assert not (tmp_path / ".vidpipe" / "pieces").exists()
+
+
+def test_a_file_in_the_current_folder_does_not_shadow_a_package(tiny_clip, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "cv2.py").write_text("raise ImportError('the current folder shadowed cv2')\n")
+    (tmp_path / "numpy.py").write_text("raise ImportError('the current folder shadowed numpy')\n")
+    (tmp_path / "mystage.py").write_text(
+        "from pipeline.stages import Stage\n\n"
+        "class Mine(Stage):\n"
+        "    def process(self, frame, index):\n"
+        "        return frame\n"
+    )
+    vidpipe = Path(sys.executable).with_name("vidpipe")  # as a user runs it, not `python -m`
+    for layout in ("serial", "processes"):
+        done = subprocess.run(
+            [vidpipe, "run", tiny_clip, "--out", tmp_path / layout, "--layout", layout,
+             "--stage", "render:mystage:Mine", "--no-progress"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr

@@ -11,12 +11,21 @@ import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..config import RunOptions, StartMethod
 from ..errors import ConfigError
 from ..job import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 
-__all__ = ["CUSTOM", "LAYOUTS", "Layout", "LayoutInfo", "layout_info", "load_layout"]
+__all__ = [
+    "CUSTOM",
+    "LAYOUTS",
+    "Layout",
+    "LayoutInfo",
+    "layout_info",
+    "load_layout",
+    "sends_stages",
+]
 
 
 class Layout(Protocol):
@@ -30,7 +39,8 @@ class LayoutInfo:
     """A registered layout: its module, what runs where, and the extra it needs, if any.
 
     A layout that `splits` runs each task as `--workers` segments side by side; the others
-    encode a task's pieces one after the other (`--segment-frames`).
+    encode a task's pieces one after the other (`--segment-frames`). One that `sends` runs
+    stages in worker processes, to which they travel pickled (unless forked).
     """
 
     name: str
@@ -38,6 +48,7 @@ class LayoutInfo:
     summary: str
     extra: str | None = None
     splits: bool = False
+    sends: bool = False
 
 
 LAYOUTS: dict[str, LayoutInfo] = {
@@ -60,18 +71,21 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "pipeline.layouts.processes",
             "a process per task (own memory, own GIL), each with its own progress and save "
             "threads; the parent gathers progress and results (default)",
+            sends=True,
         ),
         LayoutInfo(
             "hybrid",
             "pipeline.layouts.hybrid",
             "a process per task, and in each a pool of --workers threads running the per-frame "
             "stages on several frames at once (scales where stages release the GIL)",
+            sends=True,
         ),
         LayoutInfo(
             "pool",
             "pipeline.layouts.pool",
             "a process per task, and for each a pool of --workers processes running the "
             "per-frame stages; frames travel by --transport shm (slot numbers) or pickle",
+            sends=True,
         ),
         LayoutInfo(
             "segments",
@@ -79,6 +93,7 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "each task's video cut at keyframes into --workers ranges, one process each "
             "(decode, stages, encode a piece); pieces joined without re-encoding",
             splits=True,
+            sends=True,
         ),
         LayoutInfo(
             "ray",
@@ -87,6 +102,7 @@ LAYOUTS: dict[str, LayoutInfo] = {
             "--ray-address): cuts travel through Ray's object store, pieces come back",
             extra="ray",
             splits=True,
+            sends=True,
         ),
     )
 }
@@ -128,3 +144,21 @@ def load_layout(name: str) -> Layout:
             f"layout '{name}' needs the '{info.extra}' extra: pip install 'vidpipe[{info.extra}]'"
         ) from exc
     return module
+
+
+def sends_stages(options: RunOptions) -> bool:
+    """Whether the run pickles its stages to worker processes: a layout that runs them there
+    (for a layout file: tasks in processes, or a process pool), under a start method that
+    does not fork, or on a cluster."""
+    from ..layout_file import FramePool, Placement
+
+    info = layout_info(options.layout)
+    if info.extra == "ray":
+        return True
+    if options.start_method is StartMethod.FORK:
+        return False
+    layout = options.layout_file
+    if info is CUSTOM and layout is not None:
+        pools = [layout.frames_for(task).pool for task in options.tasks]
+        return layout.tasks is Placement.PROCESSES or FramePool.PROCESSES in pools
+    return info.sends

@@ -39,10 +39,10 @@ from ..helpers import Helpers
 from ..job import RunPlan
 from ..media.cut import cut_segment
 from ..media.probe import MediaInfo
+from ..outdir import OutDir, atomic_write_bytes
 from ..report import RunReport, TaskResult, self_stats
 from ..reporters import Reporter
 from ..runner import run_segment
-from ..saves import atomic_write_bytes
 from ..segments import Pieces, Segment, digests_path, plan_segments
 from ..supervisor import die_with_parent
 from ..tasks import Task
@@ -176,7 +176,7 @@ def _encode_segment(
                 local,
                 save_every=options.save_every,
             )
-        thumbs = folder / "thumbnails" / task.name
+        thumbs = OutDir(folder).thumbnails(task.name)
         label = f"ray:segment:{task.name}:{segment.number}@{node}"
         # A Ray worker process runs one segment after another: its entry spans this segment
         # only, so that segments it ran in turn do not count as alive together.
@@ -388,7 +388,7 @@ def _store(plan: RunPlan, segment: Segment, task: str, outcome: _Done) -> None:
     segment.piece.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(segment.piece, outcome.piece)
     atomic_write_bytes(digests_path(segment), outcome.digests)
-    thumbs = plan.out_dir / "thumbnails" / task
+    thumbs = plan.out.thumbnails(task)
     thumbs.mkdir(parents=True, exist_ok=True)
     for name, data in outcome.thumbnails.items():
         atomic_write_bytes(thumbs / name, data)

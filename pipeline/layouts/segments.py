@@ -18,15 +18,16 @@ import time
 from functools import partial
 from pathlib import Path
 
-from ..checkpoints import checkpoint_path, checkpoint_state, thumbnails_in
+from ..checkpoints import checkpoint_state, thumbnails_in
 from ..framemap import InlineMapper
 from ..helpers import ThreadSaver
 from ..job import RunPlan, build_report
 from ..media.sink import join_pieces
+from ..outdir import thumbnail_name
 from ..report import RunReport, TaskResult, WorkerStats
 from ..reporters import Reporter
 from ..runner import FrameDigest
-from ..saves import thumbnail_path, write_checkpoint
+from ..saves import write_checkpoint
 from ..segments import Pieces, Segment, piece_frames, read_digests
 from ..supervisor import Supervisor
 from ..tasks import Task
@@ -81,7 +82,7 @@ def segments_checkpoint(
         plan.media,
         frames=sum(piece_frames(s) for s in finished),
         thumbnails=len(thumbs),
-        latest=thumbnail_path(Path(), task.name, max(thumbs)).name if thumbs else None,
+        latest=thumbnail_name(max(thumbs)) if thumbs else None,
         pieces=pieces,
         result=result,
     )
@@ -202,9 +203,7 @@ class SegmentedRun:
             self.results[task_name] = joined
             self.reporter.task_finished(task_name, joined)
         state = segments_checkpoint(self.plan, task, now, joined)
-        self._saver.submit(
-            partial(write_checkpoint, checkpoint_path(self.plan.out_dir, task_name), state)
-        )
+        self._saver.submit(partial(write_checkpoint, self.plan.out.checkpoint(task_name), state))
 
     def report(self) -> RunReport:
         return build_report(self.plan, self.started, self.results)

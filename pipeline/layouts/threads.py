@@ -23,11 +23,20 @@ __all__ = ["run", "run_threads"]
 _Outcome = tuple[str, TaskResult | None, BaseException | None]
 
 
+#: Seconds the task threads get to stop once the run fails or is interrupted. A thread stuck in
+#: a stage cannot be stopped: the run ends without it (`leave_stuck_threads`).
+STOP_GRACE = 1.0
+
+
 def run_threads(
     plan: RunPlan, reporter: Reporter, mapper_for: MapperChoice = inline_everywhere
 ) -> RunReport:
     """Run each task in a thread of its own, its stages run by the frame mapper
-    `mapper_for(task)` chooses; the first error stops every task."""
+    `mapper_for(task)` chooses; the first error stops every task.
+
+    Task threads are daemons, waited for at most `STOP_GRACE` seconds after a failure or an
+    interruption: a stage that never returns cannot hold the run.
+    """
     started = time.perf_counter()
     outcomes: queue.Queue[_Outcome] = queue.Queue()
     results: dict[str, TaskResult] = {}
@@ -49,7 +58,9 @@ def run_threads(
 
     with Helpers.threaded(reporter, plan.save_queue) as helpers:
         threads = [
-            threading.Thread(target=work, args=(task, helpers), name=f"task-{task.name}")
+            threading.Thread(
+                target=work, args=(task, helpers), name=f"task-{task.name}", daemon=True
+            )
             for task in plan.tasks
         ]
         try:
@@ -63,11 +74,13 @@ def run_threads(
                 results[name] = result
         except BaseException:
             helpers.cancel()  # first error (or Ctrl-C) stops every other task
-            raise
-        finally:
+            deadline = time.monotonic() + STOP_GRACE
             for thread in threads:
                 if thread.ident is not None:  # started
-                    thread.join()
+                    thread.join(max(0.0, deadline - time.monotonic()))
+            raise
+        for thread in threads:
+            thread.join()  # each has handed over its result: it is ending
     return build_report(plan, started, results)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import MediaError, describe_exit
 from ..segments import Segment
-from .ffmpeg import FFmpegProcess
+from .ffmpeg import FFmpegProcess, url
 from .probe import MediaInfo
 
 __all__ = ["REORDER_MARGIN", "cut_segment"]
@@ -35,8 +35,8 @@ def cut_segment(media: MediaInfo, segment: Segment, dest: Path) -> Path:
     limit = []
     if segment.frames is not None:
         limit = ["-frames:v", str(segment.frames + REORDER_MARGIN)]
-    args = [*seek, "-i", media.path, "-map", "0:v:0", "-c", "copy", *limit]
-    args += ["-y", "-f", "matroska", str(dest)]
+    args = [*seek, "-i", url(media.path), "-map", "0:v:0", "-c", "copy", *limit]
+    args += ["-y", "-f", "matroska", url(dest)]
     proc = FFmpegProcess(args, role="ffmpeg-cut", stdin=False, stdout=False)
     try:
         if proc.wait() != 0:

@@ -37,6 +37,7 @@ __all__ = [
     "kill_all",
     "run_ffmpeg",
     "share_process_group",
+    "url",
 ]
 
 _F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer (fewer wake-ups per frame)
@@ -62,6 +63,15 @@ def ffmpeg_version() -> str:
     ).stdout
     match = re.search(r"ffmpeg version (\S+)", out)
     return match.group(1) if match else "unknown"
+
+
+def url(path: str | os.PathLike[str]) -> str:
+    """How ffmpeg is told about a file: `file:` and its absolute path.
+
+    A bare path is parsed: `take 1: final.mp4` names a protocol `take 1`, `-x.mp4` an option.
+    The `file:` protocol takes any name as it is.
+    """
+    return "file:" + os.path.abspath(path)
 
 
 def share_process_group() -> None:

@@ -9,6 +9,7 @@ matter are counted as frames are decoded (`count_decoded_frames`), because heade
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..stages.base import PixelFormat, StreamSpec
-from .ffmpeg import run_ffmpeg
+from .ffmpeg import run_ffmpeg, url
 
 __all__ = ["MediaInfo", "count_decoded_frames", "probe"]
 
@@ -73,7 +74,14 @@ def _check_path(path: Path) -> int:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video file")
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        # A FIFO, a device or a socket: opening one may wait for ever for a writer, and the
+        # input is read more than once (probed, then decoded by each task).
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(
+                f"{path}: not a regular file (a pipe, device or socket cannot be read twice)"
+            )
+        size = st.st_size
         with path.open("rb"):
             pass
     except OSError as exc:
@@ -176,7 +184,7 @@ def _input_problem(path: Path, stderr: str) -> InputError:
         return InputError(f"{path}: has no video stream")
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     reason = lines[-1] if lines else "ffmpeg could not read it"
-    reason = reason.replace(f"{path}: ", "")
+    reason = reason.replace(f"{url(path)}: ", "").replace(f"{path}: ", "")
     return InputError(f"{path}: not a readable video ({reason})")
 
 
@@ -185,7 +193,7 @@ def probe(path: Path | str) -> MediaInfo:
     path = Path(path)
     size = _check_path(path)
     try:
-        done = run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"])
+        done = run_ffmpeg(["-i", url(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"])
     except subprocess.TimeoutExpired as exc:
         raise InputError(f"{path}: probing did not finish in {exc.timeout:.0f} s") from exc
     stderr = done.stderr.decode(errors="replace")
@@ -247,7 +255,7 @@ def count_decoded_frames(path: Path | str) -> int:
             "-loglevel",
             "error",
             "-i",
-            str(path),
+            url(path),
             "-map",
             "0:v:0",
             "-fps_mode",

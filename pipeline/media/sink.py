@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import numpy as np
 from .. import trace
 from ..config import EncoderSettings
 from ..errors import MediaError, describe_exit
+from ..outdir import partial_path
 from ..report import ProcessStats
 from ..stages.base import StreamSpec
-from .ffmpeg import FFmpegProcess
+from .ffmpeg import FFmpegProcess, url
 
 __all__ = [
     "Encoder",
@@ -20,20 +22,15 @@ __all__ = [
     "audio_codec_for_mp4",
     "h264_output_args",
     "join_pieces",
-    "partial_path",
 ]
 
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
 
 
-def partial_path(path: Path) -> Path:
-    """Where an output is written until it is complete."""
-    return path.with_name(path.name + ".part")
-
-
 class PartialOutput:
-    """A file an ffmpeg writes at `<path>.part`, which appears at `path` only once complete."""
+    """A file an ffmpeg writes at `partial_path(path)`, which appears at `path` only once
+    complete."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -63,7 +60,7 @@ class PartialOutput:
 class Encoder:
     """Encode frames of `spec` to `path`, optionally muxing the first audio stream of `audio_from`.
 
-    ffmpeg writes to `<path>.part`; `finish()` renames it to `path` once ffmpeg has exited
+    ffmpeg writes to `partial_path(path)`; `finish()` renames it to `path` once ffmpeg has exited
     cleanly, so `path` only ever holds a complete file. `abort()` (also on leaving the `with`
     block after an error) kills ffmpeg and removes the partial file.
     """
@@ -154,7 +151,7 @@ def h264_output_args(settings: EncoderSettings, partial: Path) -> list[str]:
     return [
         *("-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)),
         *("-threads", str(s.threads), "-pix_fmt", "yuv420p"),
-        *("-movflags", "+faststart", "-f", "mp4", str(partial)),
+        *("-movflags", "+faststart", "-f", "mp4", url(partial)),
     ]
 
 
@@ -167,7 +164,14 @@ def _audio_args(audio_from: Path | None, audio_codec: str | None) -> list[str]:
     if audio_from is None or audio_codec is None:
         return []
     codec = audio_codec_for_mp4(audio_codec)
-    return ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", codec]
+    return ["-i", url(audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:a", codec]
+
+
+def _concat_quote(name: str) -> str:
+    """`name` quoted for a concat list: in single quotes, a quote as `'\\''` (as in a shell)."""
+    if "\n" in name or "\r" in name:
+        raise ValueError(f"a concat list cannot name {name!r}")
+    return "'" + name.replace("'", "'\\''") + "'"
 
 
 def join_pieces(
@@ -180,15 +184,18 @@ def join_pieces(
 ) -> ProcessStats | None:
     """Join H.264 pieces into `path` without re-encoding, muxing the audio of `audio_from`.
 
-    Uses ffmpeg's concat demuxer with stream copy; written to `<path>.part` and renamed when
-    complete. Returns the joining ffmpeg's stats; raises `MediaError` if it fails.
+    Uses ffmpeg's concat demuxer with stream copy; written to `partial_path(path)` and renamed
+    when complete. The list of pieces is written beside the first, naming each relative to it
+    (and quoted as the concat demuxer reads quotes), so that no character of the folders'
+    names can break it. Returns the joining ffmpeg's stats; raises `MediaError` if it fails.
     """
-    listing = path.with_name(path.name + ".pieces.txt")
+    listing = pieces[0].parent / "join.txt"
     partial = partial_path(path)
-    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in pieces))
-    args = ["-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    names = (os.path.relpath(p, listing.parent) for p in pieces)
+    listing.write_text("".join(f"file {_concat_quote(name)}\n" for name in names))
+    args = ["-y", "-f", "concat", "-i", url(listing)]
     args += _audio_args(audio_from, audio_codec)
-    args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", str(partial)]
+    args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", url(partial)]
     proc = FFmpegProcess(args, role=f"ffmpeg-join:{label}", stdin=False, stdout=False)
     try:
         if proc.wait() != 0:

@@ -13,7 +13,7 @@ from .. import trace
 from ..errors import MediaError, describe_exit
 from ..report import ProcessStats
 from ..stages.base import StreamSpec
-from .ffmpeg import FFmpegProcess
+from .ffmpeg import FFmpegProcess, url
 
 __all__ = ["Decoder"]
 
@@ -69,11 +69,11 @@ class Decoder:
 
     def _input_args(self) -> list[str]:
         if not self.start:
-            return ["-i", str(self.path)]
+            return ["-i", url(self.path)]
         # Rounded down to ffmpeg's microseconds: the frame at `start` is kept, and the one
         # before it (a frame duration earlier) is not.
         seek = math.floor(self.start * 1_000_000) / 1_000_000
-        return ["-ss", f"{seek:.6f}", "-i", str(self.path)]
+        return ["-ss", f"{seek:.6f}", "-i", url(self.path)]
 
     def _limit_args(self) -> list[str]:
         return ["-frames:v", str(self.limit)] if self.limit is not None else []

@@ -16,8 +16,11 @@ Lifecycle, in the process and thread where the stage will run:
    in a segment) into the output frame. It may modify `frame` in place and return it, or return
    a new array of the output spec's shape. Frames are C-contiguous `numpy.uint8` arrays:
    `(height, width, 3)` for BGR24, `(height * 3 // 2, width)` for I420 (YUV 4:2:0: the Y plane,
-   then U and V, each a quarter of Y's size). An exception fails the run with a `StageError`
-   naming the stage and the frame; the original exception is its `__cause__`.
+   then U and V, each a quarter of Y's size). What it returns must be such a frame, of the spec
+   `output_spec` declared: C-contiguous (return `np.ascontiguousarray(view)` for a slice or a
+   flip), `uint8`, of that shape. Anything else (another shape or dtype, a view, `None`) fails
+   the run with a `StageError` naming the stage and the frame, and so does an exception,
+   `SystemExit` included; the original exception is its `__cause__`.
 5. `teardown()` releases what `setup()` acquired; it is called once, also when the run fails.
 
 Determinism. `process` must give the same output for the same input frames every time: every

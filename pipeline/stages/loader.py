@@ -5,7 +5,7 @@ A stage reference is one of
 * a built-in stage's name: `resize`, `animate`, ... (`vidpipe stages` lists them);
 * `path/to/file.py:ClassName`: a class defined in a Python file;
 * `package.module:ClassName`: a class in an importable module (the current directory is
-  importable, as with `python -m`).
+  searched too, after the installed packages, so that a file there cannot shadow one).
 
 Options follow as `key=value` pairs, separated by commas, passed to the class as keyword
 arguments. A value is read as a TOML value when it is one (`3`, `0.5`, `true`, `"a,b"`, `[1, 2]`)
@@ -93,9 +93,11 @@ class _FileModules:
     @classmethod
     def load(cls, path: Path) -> types.ModuleType:
         try:
-            source = path.read_text()
+            source = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"stage file {path}: cannot read it ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"stage file {path}: not UTF-8 text ({exc.reason})") from exc
         return cls.from_source(source, str(path))
 
     @classmethod
@@ -110,7 +112,7 @@ class _FileModules:
             sys.modules[name] = module  # before exec: dataclasses and pickle look it up
             try:
                 exec(compile(source, filename, "exec"), module.__dict__)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 del sys.modules[name]
                 line = getattr(exc, "lineno", None)
                 at = f", line {line}" if line else ""
@@ -149,12 +151,15 @@ def _rebuild_file_stage(source: str, filename: str, qualname: str, state: Any) -
 def _import_module(name: str) -> types.ModuleType:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)  # as `python -m` does; spawned workers inherit sys.path
+        # Last, not first: a stage module in the current folder is found, but a file there
+        # named like an installed package (cv2.py) does not shadow it. Spawned workers
+        # inherit sys.path.
+        sys.path.append(cwd)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"stage module '{name}': cannot import it ({exc})") from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ConfigError(f"stage module '{name}': {type(exc).__name__}: {exc}") from exc
 
 
@@ -199,3 +204,7 @@ def build_stage(spec: StageSpec) -> Stage:
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stage {spec.ref}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # the stage's own code failed building it
+        raise ConfigError(
+            f"stage {spec.ref}: building it raised {type(exc).__name__}: {exc}"
+        ) from exc
