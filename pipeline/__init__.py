@@ -3,7 +3,7 @@
 The public API: `run()` a job with `RunOptions` on an input, `probe()` an input, write `Stage`s.
 """
 
-from .config import AnimationSettings, EncoderSettings, RunOptions, StartMethod
+from .config import RunOptions
 from .errors import (
     ConfigError,
     InputError,
@@ -17,6 +17,7 @@ from .errors import (
 from .job import run
 from .media.probe import MediaInfo, probe
 from .report import RunReport, TaskResult
+from .settings import AnimationSettings, EncoderSettings, StartMethod
 from .stages import PixelFormat, Stage, StreamSpec
 
 __all__ = [

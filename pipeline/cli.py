@@ -21,7 +21,7 @@ from .cli_args import build_parser, job_arguments, run_options
 from .errors import ConfigError, Interrupted, PipelineError
 
 if TYPE_CHECKING:
-    from .job import RunPlan
+    from .planner import RunPlan
 
 __all__ = ["main"]
 
@@ -118,10 +118,10 @@ _CHARTS = ("speedup.png", "timeline.png")
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import ownership
     from .compare import compare
-    from .config import usable_cores
     from .layouts import LAYOUTS, load_layout
     from .media.probe import probe as probe_input
     from .plots import speedup_chart, timeline_chart
+    from .settings import usable_cores
     from .workloads import WORKLOADS
 
     # Layouts that need an extra (a cluster engine) are compared only when asked for.

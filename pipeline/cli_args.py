@@ -13,15 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import (
-    PRESETS,
-    AnimationSettings,
-    EncoderSettings,
-    RunOptions,
-    StageSpec,
-    StartMethod,
-    Transport,
-)
+from .config import RunOptions
+from .settings import PRESETS, AnimationSettings, EncoderSettings, StageSpec, StartMethod, Transport
 
 __all__ = ["Handlers", "build_parser", "job_arguments", "run_options"]
 

@@ -194,7 +194,7 @@ def compare(
     pinned to 1 unless given). Writes `results.json` and `results.md` into `out_dir`; raises
     `PipelineError` when a run fails or a layout's frames differ from serial's.
     """
-    from .config import usable_cores
+    from .settings import usable_cores
 
     order = ["serial", *[layout for layout in layouts if layout != "serial"]]
     pinned = dict(PINNED_OPTIONS)

@@ -10,8 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .config import RunOptions, usable_cores
+from .config import RunOptions
 from .media.ffmpeg import ffmpeg_version
+from .settings import usable_cores
 
 __all__ = ["collect_environment", "configure_process", "usable_cores"]
 

@@ -26,10 +26,10 @@ import numpy as np
 
 from . import trace
 from .chain import StageChain
-from .config import Transport
 from .framemap import FrameMapper, Indexed, ordered_window
 from .report import WorkerStats, self_stats
 from .reporters import NullReporter
+from .settings import Transport
 from .shm import SharedFrameRing, ring_name
 from .stages.base import StreamSpec
 from .supervisor import Supervisor, WorkerLink

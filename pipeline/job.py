@@ -1,129 +1,34 @@
-"""A job: an input, the tasks planned for it and the options; `run()` carries one out."""
+"""Carrying out a job: `run()` an input with options, or `execute()` a plan.
+
+The entry points of the library. A job is planned (`pipeline.planner.plan`), then executed: its
+output folder held (`pipeline.ownership`), its layout run under the stall watchdog, what a
+failed run leaves removed, and its report written.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import pickle
 import shutil
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import faults, ownership, trace
-from .checkpoints import load_previous, read_state
-from .config import RunOptions, usable_cores
-from .environment import collect_environment, configure_process
+from . import ownership, trace
+from .checkpoints import read_state
+from .config import RunOptions
+from .environment import configure_process
 from .errors import ConfigError
-from .helpers import SAVE_QUEUE_SIZE
-from .media.probe import MediaInfo, probe
-from .outdir import THUMBNAILS, OutDir, temp_files
-from .report import RunReport, TaskResult, self_stats
+from .layouts import load_layout
+from .layouts.base import Layout
+from .outdir import THUMBNAILS, temp_files
+from .planner import RunPlan, plan
+from .report import RunReport
+from .report_build import build_report
 from .reporters import NullReporter, Reporter
-from .segments import (
-    Pieces,
-    cut_segments,
-    digests_path,
-    piece_frames,
-    plan_pieces,
-    plan_segments,
-    remove_pieces,
-)
+from .segments import cut_segments, digests_path, remove_pieces
 from .shm import ring_name, sweep
-from .tasks import Task, plan_tasks
+from .tasks import Task
 from .watchdog import Watchdog
 
-__all__ = ["RunPlan", "build_report", "execute", "plan", "run"]
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything a layout needs: the probed input, the tasks to run and the options.
-
-    `pieces` says how each task's output is cut (and, resuming, which pieces are already
-    done); `finished` holds the results of tasks an earlier run of the same job completed,
-    which this run does not repeat (`--resume`).
-    """
-
-    media: MediaInfo
-    tasks: tuple[Task, ...]
-    options: RunOptions
-    pieces: dict[str, Pieces]
-    finished: dict[str, TaskResult] = field(default_factory=dict)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-
-    @property
-    def out_dir(self) -> Path:
-        return self.options.out_dir
-
-    @property
-    def out(self) -> OutDir:
-        """The paths of the output folder."""
-        return OutDir(self.options.out_dir)
-
-    @property
-    def trace_dir(self) -> Path | None:
-        """Where processes leave their trace events, or None when not tracing."""
-        return self.out.trace_parts if self.options.trace else None
-
-    @property
-    def workers(self) -> int:
-        """Pool size and segment count: `--workers`, or the usable cores."""
-        return self.options.workers or usable_cores()
-
-    @property
-    def save_queue(self) -> int:
-        """Saves that may wait for a process's saver thread: the layout file's, or 8."""
-        layout = self.options.layout_file
-        return (layout and layout.save_queue) or SAVE_QUEUE_SIZE
-
-    def with_tasks(self, *tasks: Task) -> RunPlan:
-        """This plan with other tasks (such as ones with stages of your own), started afresh."""
-        pieces = {t.name: _fresh_pieces(self.media, t, self.options) for t in tasks}
-        return dataclasses.replace(self, tasks=tasks, pieces=pieces, finished={})
-
-    @property
-    def resumed_frames(self) -> int:
-        """Frames this run takes over from an earlier one instead of processing them."""
-        return sum(r.frames for r in self.finished.values()) + sum(
-            _done_frames(p) for p in self.pieces.values()
-        )
-
-
-def _fresh_pieces(media: MediaInfo, task: Task, options: RunOptions) -> Pieces:
-    """How `task` is cut when nothing is resumed: into `--workers` segments for a layout that
-    runs them side by side, else into pieces of `--segment-frames`. A task with a stage that
-    carries state from frame to frame is one piece: each piece would start that state afresh."""
-    from .layouts import layout_info
-
-    if not task.frame_independent:
-        return Pieces(tuple(plan_pieces(media, 0, options.out_dir, task.name)))
-    if layout_info(options.layout).splits:
-        workers = options.workers or usable_cores()
-        return Pieces(tuple(plan_segments(media, workers, options.out_dir, task.name)))
-    return Pieces(tuple(plan_pieces(media, options.segment_frames, options.out_dir, task.name)))
-
-
-def _done_frames(pieces: Pieces) -> int:
-    return sum(piece_frames(s) for s in pieces.segments if s.number in pieces.done)
-
-
-def build_report(plan: RunPlan, started: float, results: dict[str, TaskResult]) -> RunReport:
-    """The report of a finished run; `started` is its `time.perf_counter()` at the start."""
-    results = {**plan.finished, **results}
-    order = list(plan.options.tasks)
-    ordered = {
-        name: results[name]
-        for name in sorted(results, key=lambda n: order.index(n) if n in order else len(order))
-    }
-    return RunReport(
-        layout=plan.options.layout,
-        wall_seconds=round(time.perf_counter() - started, 4),
-        input=plan.media.to_dict(),
-        tasks=ordered,
-        processes=[self_stats("main"), *(p for r in ordered.values() for p in r.processes)],
-        environment=collect_environment(plan.options),
-    )
+__all__ = ["execute", "plan", "run"]
 
 
 def _claim(plan: RunPlan) -> ownership.Claim:
@@ -193,49 +98,6 @@ def _remove_leftovers(plan: RunPlan) -> None:
                 remove_pieces(plan.out_dir, task.name)
 
 
-def plan(source: Path | str, options: RunOptions) -> RunPlan:
-    """Probe `source` and plan the tasks named in `options`; raises `InputError`/`ConfigError`.
-
-    With `options.resume`, each task continues what an earlier run of the same job in the output
-    directory left: a finished task is not run again, and an unfinished one keeps its finished
-    pieces. A task with nothing to reuse starts from the beginning.
-    """
-    from .layout_file import apply_layout_file
-    from .layouts import load_layout, sends_stages
-
-    options = apply_layout_file(options)  # a layout file is read and checked here, once
-    load_layout(options.layout)  # an unknown layout is reported before the input is read
-    faults.configured()  # so is a malformed VIDPIPE_FAULT
-    media = probe(source)
-    tasks, pieces, finished = [], {}, {}
-    planned = plan_tasks(options, media)
-    if sends_stages(options):
-        _check_sendable(planned, options)
-    for task in planned:
-        previous = load_previous(task, media, options.out_dir) if options.resume else None
-        if previous and previous.result:
-            finished[task.name] = previous.result
-            continue
-        tasks.append(task)
-        pieces[task.name] = (previous and previous.pieces) or _fresh_pieces(media, task, options)
-    return RunPlan(media, tuple(tasks), options, pieces, finished)
-
-
-def _check_sendable(tasks: tuple[Task, ...], options: RunOptions) -> None:
-    """Refuse a stage that cannot travel to a worker process (pickled), naming it and why."""
-    for task in tasks:
-        for stage in task.stages:
-            try:
-                pickle.dumps(stage)
-            except Exception as exc:
-                raise ConfigError(
-                    f"task '{task.name}': stage '{stage.name}' cannot be sent to a worker "
-                    f"process under --layout {options.layout} ({type(exc).__name__}: {exc}): "
-                    "a stage holds only plain configuration until setup(); or run it under "
-                    "--layout serial or threads, or --start-method fork"
-                ) from exc
-
-
 def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     """Carry out `plan` with its layout; write `report.json` and return the report.
 
@@ -246,9 +108,7 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     `FolderInUse`; an input lying where the run writes raises `ConfigError`. Raises
     `PipelineError` subclasses when processing fails.
     """
-    from .layouts import load_layout
-
-    layout = load_layout(plan.options.layout)
+    layout: Layout = load_layout(plan.options.layout)
     if not plan.tasks:  # resuming a finished job: nothing to do, nothing to touch
         return build_report(plan, time.perf_counter(), {})
     force = plan.options.force

@@ -23,7 +23,8 @@ builtin_stages = true      # false: leave out the task's built-in stages (render
 ```
 
 Every key is optional. The file is read and checked once, when the job is planned
-(`apply_layout_file`); the `custom` layout module (`pipeline.layouts.custom`) carries it out.
+(`pipeline.config.apply_layout_file`); the `custom` layout module (`pipeline.layouts.custom`)
+carries it out.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunOptions, StageSpec, StartMethod, Transport, thread_limit
 from .errors import ConfigError
+from .settings import StageSpec, StartMethod, Transport, thread_limit
 
 __all__ = [
     "FramePool",
@@ -44,7 +45,6 @@ __all__ = [
     "LayoutFile",
     "Placement",
     "TaskLayout",
-    "apply_layout_file",
     "is_layout_file",
     "read_layout_file",
 ]
@@ -228,25 +228,3 @@ def read_layout_file(path: str | Path) -> LayoutFile:
     )
     table.finish()
     return layout
-
-
-def apply_layout_file(options: RunOptions) -> RunOptions:
-    """`options` with the layout file that `options.layout` names read into it: its start
-    method, and its stages, which come before those of `--stage`. Unchanged for a registered
-    layout."""
-    if not is_layout_file(options.layout) or options.layout_file is not None:
-        return options
-    layout = read_layout_file(options.layout)
-    unknown = sorted({task for task, _ in layout.per_task} - set(options.tasks))
-    if unknown:
-        raise ConfigError(
-            f"layout file {layout.path}: [task.{unknown[0]}] is not run "
-            f"(--tasks {','.join(options.tasks)})"
-        )
-    stages = tuple((task, spec) for task, plan in layout.per_task for spec in plan.stages)
-    return dataclasses.replace(
-        options,
-        layout_file=layout,
-        start_method=layout.start_method or options.start_method,
-        stages=(*stages, *options.stages),
-    )

@@ -31,8 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .config import StageSpec, usable_cores
 from .errors import PipelineError
+from .settings import StageSpec, usable_cores
 from .stages.base import PixelFormat, Stage, StreamSpec
 from .stages.loader import build_stage
 

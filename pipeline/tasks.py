@@ -12,9 +12,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import MAX_FRAME_SIDE, EncoderSettings, RunOptions, StageSpec
+from .config import RunOptions
 from .errors import ConfigError, InputError
 from .media.probe import MediaInfo
+from .settings import MAX_FRAME_SIDE, EncoderSettings, StageSpec
 from .stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
 from .stages.color import ToBGR, ToI420
 from .stages.loader import build_stage

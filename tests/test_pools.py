@@ -8,8 +8,8 @@ import pytest
 from stages_for_tests import BurnCpu, FailAt
 
 from pipeline import EncoderSettings, RunOptions, StageError
-from pipeline.config import Transport
 from pipeline.job import execute, plan
+from pipeline.settings import Transport
 from pipeline.tasks import Task
 
 

@@ -1,37 +1,29 @@
 """Layouts, registered by name: where tasks, their frames and their helpers run.
 
-Each layout is one module with `run(plan, reporter) -> RunReport`. Modules are imported only when
-their layout is used, so a layout whose engine is not installed fails with a clear `ConfigError`
-naming the extra to install.
+Each layout is one module with `run(plan, reporter) -> RunReport` (`pipeline.layouts.base`).
+Modules are imported only when their layout is used, so a layout whose engine is not installed
+fails with a clear `ConfigError` naming the extra to install. This registry knows the layouts by
+name only, so that planning can ask about them without importing any.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
 
-from ..config import RunOptions, StartMethod
+from ..config import RunOptions
 from ..errors import ConfigError
-from ..job import RunPlan
-from ..report import RunReport
-from ..reporters import Reporter
+from ..settings import StartMethod
 
 __all__ = [
     "CUSTOM",
     "LAYOUTS",
-    "Layout",
     "LayoutInfo",
     "layout_info",
     "load_layout",
     "sends_stages",
 ]
-
-
-class Layout(Protocol):
-    """What a layout module provides."""
-
-    def run(self, plan: RunPlan, reporter: Reporter) -> RunReport: ...
 
 
 @dataclass(frozen=True)
@@ -131,9 +123,9 @@ def layout_info(name: str) -> LayoutInfo:
     return info
 
 
-def load_layout(name: str) -> Layout:
-    """The module that runs layout `name` (a registered layout, or a layout file); `ConfigError`
-    if unknown or not installed."""
+def load_layout(name: str) -> ModuleType:
+    """The module that runs layout `name` (a registered layout, or a layout file), a
+    `pipeline.layouts.base.Layout`; `ConfigError` if unknown or not installed."""
     info = layout_info(name)
     try:
         module = importlib.import_module(info.module)

@@ -36,10 +36,10 @@ from ..config import RunOptions
 from ..environment import configure_process
 from ..errors import Interrupted, PipelineError
 from ..helpers import Helpers
-from ..job import RunPlan
 from ..media.cut import cut_segment
 from ..media.probe import MediaInfo
 from ..outdir import OutDir, atomic_write_bytes
+from ..planner import RunPlan
 from ..report import RunReport, TaskResult, self_stats
 from ..reporters import Reporter
 from ..runner import run_segment

@@ -8,8 +8,8 @@ mapper its `frames` table names, the same mappers as `hybrid` (threads) and `poo
 from __future__ import annotations
 
 from ..framemap import InlineMapper, MapperFactory
-from ..job import RunPlan
 from ..layout_file import FramePool, FramesPlan, Placement, read_layout_file
+from ..planner import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 from ..tasks import Task

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..framemap import MapperFactory, ThreadMapper
-from ..job import RunPlan
+from ..planner import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
 from .processes import run_task_processes

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..config import Transport
 from ..framemap import MapperFactory
 from ..framepool import ProcessMapper
-from ..job import RunPlan
+from ..planner import RunPlan
 from ..report import RunReport
 from ..reporters import Reporter
+from ..settings import Transport
 from .processes import run_task_processes
 
 __all__ = ["process_pool", "run"]

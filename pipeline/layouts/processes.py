@@ -13,15 +13,16 @@ import multiprocessing
 import time
 
 from .. import trace
-from ..config import StartMethod
 from ..environment import configure_process
 from ..framemap import InlineMapper, MapperChoice, MapperFactory, inline_everywhere
 from ..helpers import Helpers
-from ..job import RunPlan, build_report
+from ..planner import RunPlan
 from ..report import RunReport, TaskResult, self_stats
+from ..report_build import build_report
 from ..reporters import Reporter
 from ..runner import run_segment, run_task
 from ..segments import Segment
+from ..settings import StartMethod
 from ..supervisor import Supervisor
 from ..tasks import Task
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from ..checkpoints import checkpoint_state, thumbnails_in
 from ..framemap import InlineMapper
 from ..helpers import ThreadSaver
-from ..job import RunPlan, build_report
 from ..media.sink import join_pieces
 from ..outdir import thumbnail_name
+from ..planner import RunPlan
 from ..report import RunReport, TaskResult, WorkerStats
+from ..report_build import build_report
 from ..reporters import Reporter
 from ..runner import FrameDigest
 from ..saves import write_checkpoint

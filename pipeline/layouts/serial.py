@@ -7,8 +7,9 @@ import time
 
 from ..framemap import MapperChoice, inline_everywhere
 from ..helpers import Helpers
-from ..job import RunPlan, build_report
+from ..planner import RunPlan
 from ..report import RunReport
+from ..report_build import build_report
 from ..reporters import Reporter
 from ..runner import run_task
 

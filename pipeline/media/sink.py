@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import trace
-from ..config import EncoderSettings
 from ..errors import MediaError, describe_exit
 from ..outdir import partial_path
 from ..report import ProcessStats
+from ..settings import EncoderSettings
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess, url
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import EncoderSettings
+from ..settings import EncoderSettings
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 from .sink import PartialOutput, audio_codec_for_mp4, h264_output_args
