@@ -26,6 +26,8 @@ __all__ = [
     "SaveError",
     "StageError",
     "WorkerCrashed",
+    "describe_exit",
+    "interrupt_on_signal",
 ]
 
 
@@ -156,6 +158,13 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+def interrupt_on_signal(signum: int, frame: object) -> None:
+    """A signal handler (SIGTERM's): interrupt the main thread with `Interrupted`; the same
+    signal is ignored from then on, as one clean shutdown is enough."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def describe_exit(exitcode: int | None) -> str:

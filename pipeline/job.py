@@ -1,7 +1,7 @@
 """Carrying out a job: `run()` an input with options, or `execute()` a plan.
 
-The entry points of the library. A job is planned (`pipeline.planner.plan`), then executed: its
-output folder held (`pipeline.ownership`), its layout run under the stall watchdog, what a
+The entry points of the library. A job is planned (`pipeline.plan.planner.plan`), then executed: its
+output folder held (`pipeline.plan.ownership`), its layout run under the stall watchdog, what a
 failed run leaves removed, and its report written.
 """
 
@@ -11,22 +11,23 @@ import shutil
 import time
 from pathlib import Path
 
-from . import ownership, trace
-from .checkpoints import read_state
-from .config import RunOptions
-from .environment import configure_process
+from .config.options import RunOptions
+from .engine.shm import ring_name, sweep
+from .engine.watchdog import Watchdog
 from .errors import ConfigError
+from .instrument import trace
 from .layouts import load_layout
 from .layouts.base import Layout
-from .outdir import THUMBNAILS, temp_files
-from .planner import RunPlan, plan
-from .report import RunReport
-from .report_build import build_report
-from .reporters import NullReporter, Reporter
-from .segments import cut_segments, digests_path, remove_pieces
-from .shm import ring_name, sweep
-from .tasks import Task
-from .watchdog import Watchdog
+from .plan import ownership
+from .plan.checkpoints import read_state
+from .plan.outdir import THUMBNAILS, temp_files
+from .plan.pieces import cut_segments, digests_path, remove_pieces
+from .plan.planner import RunPlan, plan
+from .plan.tasks import Task
+from .report.build import build_report
+from .report.environment import configure_process
+from .report.reporters import NullReporter, Reporter
+from .report.results import RunReport
 
 __all__ = ["execute", "plan", "run"]
 
@@ -80,7 +81,7 @@ def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
 def _remove_leftovers(plan: RunPlan) -> None:
     """Remove what a failed run's killed workers could not: partial outputs, temp files,
     unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`. Only vidpipe's
-    temporary files are touched: they carry its name (`pipeline.outdir`)."""
+    temporary files are touched: they carry its name (`pipeline.plan.outdir`)."""
     # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's;
     # one killed mid-encode leaves its partial output.
     folders = [plan.out_dir, *(plan.out.thumbnails(t.name) for t in plan.tasks)]
@@ -103,7 +104,7 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
 
     Outputs appear at their final paths only when complete; on failure or interruption no
     partial file is left. Only what vidpipe wrote in the output folder is removed or replaced
-    (`pipeline.outdir`): a file there that it did not write raises `OutputConflict` before
+    (`pipeline.plan.outdir`): a file there that it did not write raises `OutputConflict` before
     anything is touched, unless `options.force`; another run holding the folder raises
     `FolderInUse`; an input lying where the run writes raises `ConfigError`. Raises
     `PipelineError` subclasses when processing fails.

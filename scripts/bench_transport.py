@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.shm import SharedFrameRing
+from pipeline.engine.shm import SharedFrameRing
 from pipeline.stages.base import StreamSpec
 
 IN_FLIGHT = 8

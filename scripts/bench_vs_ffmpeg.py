@@ -45,10 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import RunOptions  # noqa: E402
-from pipeline.environment import collect_environment  # noqa: E402
+from pipeline.config.options import RunOptions  # noqa: E402
 from pipeline.media.ffmpeg import ffmpeg_exe  # noqa: E402
 from pipeline.media.probe import count_decoded_frames, probe  # noqa: E402
+from pipeline.report.environment import collect_environment  # noqa: E402
 
 #: A stage that needs BGR frames and does nothing else: what the BGR path costs by itself.
 PASSTHROUGH = '''

@@ -7,7 +7,7 @@ python scripts/compare_layouts.py INPUT [--layouts serial,threads,...] [--repeat
 
 import sys
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["compare", *sys.argv[1:]]))

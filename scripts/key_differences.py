@@ -38,7 +38,7 @@ import bench_transport
 import numpy as np
 import psutil
 
-from pipeline.settings import usable_cores
+from pipeline.config.settings import usable_cores
 
 METHODS = ("fork", "forkserver", "spawn")
 

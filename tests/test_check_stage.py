@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.settings import usable_cores
+from pipeline.config.settings import usable_cores
 
 TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="the GIL needs 2 cores to show")
 

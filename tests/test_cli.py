@@ -9,8 +9,8 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
+from pipeline.config.settings import thread_limit
 from pipeline.layouts import LAYOUTS
-from pipeline.settings import thread_limit
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from pipeline import PipelineError
-from pipeline import compare as compare_module
+from pipeline.lab import compare as compare_module
 from pipeline.layouts import LAYOUTS
 
 PNG = b"\x89PNG\r\n\x1a\n"

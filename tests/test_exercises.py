@@ -17,9 +17,9 @@ import pytest
 from conftest import ROOT
 
 from pipeline import RunOptions, StreamSpec, run
-from pipeline.environment import usable_cores
-from pipeline.settings import StageSpec
-from pipeline.stagecheck import check_stage, generated_frames
+from pipeline.config.settings import StageSpec
+from pipeline.lab.stagecheck import check_stage, generated_frames
+from pipeline.report.environment import usable_cores
 from pipeline.stages import PixelFormat
 from pipeline.stages.loader import build_stage, parse_stage_spec
 

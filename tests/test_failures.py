@@ -15,8 +15,8 @@ from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
 from pipeline.errors import RemoteTraceback
 from pipeline.job import execute, plan
 from pipeline.layouts import LAYOUTS as REGISTERED
-from pipeline.outdir import partial_path
-from pipeline.tasks import Task
+from pipeline.plan.outdir import partial_path
+from pipeline.plan.tasks import Task
 
 LAYOUTS = ["serial", "threads", "processes"]
 

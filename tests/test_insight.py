@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline import AnimationSettings, ConfigError, RunOptions, run
-from pipeline.workloads import WORKLOADS, apply_workload
+from pipeline.config.workloads import WORKLOADS, apply_workload
 
 
 @pytest.mark.parametrize("layout", ["threads", "pool", "segments"])

@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT
 
 from pipeline import RunOptions, run
-from pipeline.config import apply_layout_file
-from pipeline.layout_file import FramesPlan, Placement
+from pipeline.config.layout_file import FramesPlan, Placement
+from pipeline.config.options import apply_layout_file
 from pipeline.stages.loader import parse_task_stage
 
 EXAMPLES = sorted((ROOT / "examples" / "layouts").glob("*.toml"))

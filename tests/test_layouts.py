@@ -9,10 +9,10 @@ import pytest
 from conftest import TINY
 
 from pipeline import RunOptions, StartMethod, run
+from pipeline.config.settings import Transport
 from pipeline.layouts import LAYOUTS
 from pipeline.media import count_decoded_frames, probe
-from pipeline.reporters import RecordingReporter
-from pipeline.settings import Transport
+from pipeline.report.reporters import RecordingReporter
 
 SPAWN, FORK, FORKSERVER = StartMethod.SPAWN, StartMethod.FORK, StartMethod.FORKSERVER
 SHM, PICKLE = Transport.SHM, Transport.PICKLE

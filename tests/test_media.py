@@ -9,9 +9,9 @@ from fractions import Fraction
 import pytest
 
 from pipeline import RunOptions, run
+from pipeline.config.settings import StageSpec
 from pipeline.media import count_decoded_frames, probe
 from pipeline.media.ffmpeg import run_ffmpeg
-from pipeline.settings import StageSpec
 
 
 @pytest.mark.parametrize("rate", ["30000/1001", "179/6", "25/2"])

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from pipeline.instrument.procstats import ProcessStats, concurrent_peak, peak_rss_now, self_stats
 from pipeline.layouts import LAYOUTS
 from pipeline.media.ffmpeg import FFmpegProcess
-from pipeline.report import ProcessStats, concurrent_peak, peak_rss_now, self_stats
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,9 +8,9 @@ import pytest
 from stages_for_tests import BurnCpu, FailAt
 
 from pipeline import EncoderSettings, RunOptions, StageError
+from pipeline.config.settings import Transport
 from pipeline.job import execute, plan
-from pipeline.settings import Transport
-from pipeline.tasks import Task
+from pipeline.plan.tasks import Task
 
 
 def _job(clip: Path, out: Path, layout: str, stages: tuple, **options):  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ import pytest
 from conftest import assert_only_recorded_pieces, assert_tree_gone
 
 # Not imported here: Ray reads its settings when first imported, and the runs below are
-# separate processes that set them (pipeline/layouts/rayenv.py).
+# separate processes that set them (pipeline/layouts/cluster/env.py).
 if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed", allow_module_level=True)
 
@@ -79,7 +79,7 @@ def test_a_killed_ray_worker_is_retried_and_the_frames_are_right(cli, make_clip,
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
         for candidate in psutil.process_iter(["cmdline"]):
-            if "ray::_encode_segment" in " ".join(candidate.info["cmdline"] or []):
+            if "ray::encode_segment" in " ".join(candidate.info["cmdline"] or []):
                 victim = candidate
                 break
         time.sleep(0.02)

@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_only_recorded_pieces, assert_tree_gone
 
 from pipeline.media.probe import count_decoded_frames, probe
-from pipeline.segments import plan_pieces
+from pipeline.plan.pieces import plan_pieces
 
 LAYOUTS = ["serial", "threads", "processes", "hybrid", "pool", "segments"]
 # 8 pieces of 15 frames when cut every 15 (a keyframe every 5 frames).

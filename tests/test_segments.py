@@ -11,8 +11,8 @@ from stages_for_tests import DieAt
 from pipeline import EncoderSettings, RunOptions, WorkerCrashed, run
 from pipeline.job import execute, plan
 from pipeline.media import count_decoded_frames, probe
-from pipeline.segments import plan_segments
-from pipeline.tasks import Task
+from pipeline.plan.pieces import plan_segments
+from pipeline.plan.tasks import Task
 
 
 def test_segments_start_at_keyframes_and_cover_every_frame(make_clip, tmp_path) -> None:

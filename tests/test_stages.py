@@ -14,8 +14,8 @@ import pytest
 from conftest import ROOT
 
 from pipeline import RunOptions, StageError, run
+from pipeline.config.settings import StageSpec
 from pipeline.errors import ConfigError
-from pipeline.settings import StageSpec
 from pipeline.stages import BUILTIN_STAGES
 from pipeline.stages.loader import build_stage, parse_stage_spec, parse_task_stage
 

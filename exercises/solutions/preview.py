@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.outdir import atomic_write_bytes
+from pipeline.plan.outdir import atomic_write_bytes
 from pipeline.stages import Stage, StreamSpec
 
 

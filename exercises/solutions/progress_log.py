@@ -1,6 +1,6 @@
 """Exercise 6 (solution): a progress reporter of your own, plugged into a run from Python.
 
-The core calls a reporter's three hooks (`pipeline.reporters.Reporter`) and never formats
+The core calls a reporter's three hooks (`pipeline.report.reporters.Reporter`) and never formats
 anything; the command line's tqdm bars are one such reporter. This one writes a line each time
 a task passes another `step` percent, which suits logs and CI output better than bars. Hooks
 may be called from several threads, so the state is guarded by a lock.

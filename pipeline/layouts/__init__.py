@@ -12,9 +12,9 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..config import RunOptions
+from ..config.options import RunOptions
+from ..config.settings import StartMethod
 from ..errors import ConfigError
-from ..settings import StartMethod
 
 __all__ = [
     "CUSTOM",
@@ -100,7 +100,7 @@ LAYOUTS: dict[str, LayoutInfo] = {
 }
 
 
-#: What runs a layout file (`--layout path/to/layout.toml`, see `pipeline.layout_file`).
+#: What runs a layout file (`--layout path/to/layout.toml`, see `pipeline.config.layout_file`).
 CUSTOM = LayoutInfo(
     "custom",
     "pipeline.layouts.custom",
@@ -110,7 +110,7 @@ CUSTOM = LayoutInfo(
 
 def layout_info(name: str) -> LayoutInfo:
     """The registered layout `name`, or `CUSTOM` for a layout file; `ConfigError` if unknown."""
-    from ..layout_file import is_layout_file
+    from ..config.layout_file import is_layout_file
 
     if is_layout_file(name):
         return CUSTOM
@@ -142,7 +142,7 @@ def sends_stages(options: RunOptions) -> bool:
     """Whether the run pickles its stages to worker processes: a layout that runs them there
     (for a layout file: tasks in processes, or a process pool), under a start method that
     does not fork, or on a cluster."""
-    from ..layout_file import FramePool, Placement
+    from ..config.layout_file import FramePool, Placement
 
     info = layout_info(options.layout)
     if info.extra == "ray":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..planner import RunPlan
-from ..report import RunReport
-from ..reporters import Reporter
+from ..plan.planner import RunPlan
+from ..report.reporters import Reporter
+from ..report.results import RunReport
 
 __all__ = ["Layout"]
 

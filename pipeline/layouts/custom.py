@@ -1,4 +1,5 @@
-"""`custom`: a layout file's layout (`--layout path/to/layout.toml`, see `pipeline.layout_file`).
+"""`custom`: a layout file's layout (`--layout path/to/layout.toml`; see
+`pipeline.config.layout_file`).
 
 It composes the pieces the registered layouts are made of: the tasks are placed by the same
 function as under `serial`, `threads` or `processes`, and each task's stages run on the frame
@@ -7,12 +8,12 @@ mapper its `frames` table names, the same mappers as `hybrid` (threads) and `poo
 
 from __future__ import annotations
 
-from ..framemap import InlineMapper, MapperFactory
-from ..layout_file import FramePool, FramesPlan, Placement, read_layout_file
-from ..planner import RunPlan
-from ..report import RunReport
-from ..reporters import Reporter
-from ..tasks import Task
+from ..config.layout_file import FramePool, FramesPlan, Placement, read_layout_file
+from ..engine.framemap import InlineMapper, MapperFactory
+from ..plan.planner import RunPlan
+from ..plan.tasks import Task
+from ..report.reporters import Reporter
+from ..report.results import RunReport
 from .hybrid import thread_pool
 from .pool import process_pool
 from .processes import run_task_processes

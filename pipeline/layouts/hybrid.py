@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..framemap import MapperFactory, ThreadMapper
-from ..planner import RunPlan
-from ..report import RunReport
-from ..reporters import Reporter
+from ..engine.framemap import MapperFactory, PoolSize, ThreadMapper
+from ..plan.planner import RunPlan
+from ..report.reporters import Reporter
+from ..report.results import RunReport
 from .processes import run_task_processes
 
 __all__ = ["run", "thread_pool"]
@@ -22,7 +22,7 @@ def thread_pool(
 ) -> MapperFactory:
     """A frame mapper running the stages on a pool of `workers` threads (default: the plan's),
     with at most `window` frames in flight (default: twice the threads)."""
-    return partial(ThreadMapper, workers=workers or plan.workers, window=window)
+    return partial(ThreadMapper, size=PoolSize(workers or plan.workers, window))
 
 
 def run(plan: RunPlan, reporter: Reporter) -> RunReport:

@@ -2,19 +2,19 @@
 
 Frames travel to the workers and back through the transport chosen with `--transport`: `pickle`
 (frames through `multiprocessing` queues) or `shm` (a ring of shared-memory slots; only slot
-numbers travel). See `pipeline.framepool`.
+numbers travel). See `pipeline.engine.framepool`.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from ..framemap import MapperFactory
-from ..framepool import ProcessMapper
-from ..planner import RunPlan
-from ..report import RunReport
-from ..reporters import Reporter
-from ..settings import Transport
+from ..config.settings import Transport
+from ..engine.framemap import MapperFactory, PoolSize
+from ..engine.framepool import ProcessMapper
+from ..plan.planner import RunPlan
+from ..report.reporters import Reporter
+from ..report.results import RunReport
 from .processes import run_task_processes
 
 __all__ = ["process_pool", "run"]
@@ -32,8 +32,7 @@ def process_pool(
     options = plan.options
     return partial(
         ProcessMapper,
-        workers=workers or plan.workers,
-        window=window,
+        size=PoolSize(workers or plan.workers, window),
         transport=transport or options.transport,
         start_method=options.start_method.value,
         run_id=plan.run_id,

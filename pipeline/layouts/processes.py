@@ -12,19 +12,20 @@ import dataclasses
 import multiprocessing
 import time
 
-from .. import trace
-from ..environment import configure_process
-from ..framemap import InlineMapper, MapperChoice, MapperFactory, inline_everywhere
-from ..helpers import Helpers
-from ..planner import RunPlan
-from ..report import RunReport, TaskResult, self_stats
-from ..report_build import build_report
-from ..reporters import Reporter
-from ..runner import run_segment, run_task
-from ..segments import Segment
-from ..settings import StartMethod
-from ..supervisor import Supervisor
-from ..tasks import Task
+from ..config.settings import StartMethod
+from ..engine.framemap import InlineMapper, MapperChoice, MapperFactory, inline_everywhere
+from ..engine.helpers import Helpers
+from ..engine.runner import TaskRun, run_segment, run_task
+from ..engine.supervisor import Supervisor
+from ..instrument import trace
+from ..instrument.procstats import self_stats
+from ..plan.pieces import Segment
+from ..plan.planner import RunPlan
+from ..plan.tasks import Task
+from ..report.build import build_report
+from ..report.environment import configure_process
+from ..report.reporters import Reporter
+from ..report.results import RunReport, TaskResult
 
 __all__ = ["run", "run_task_processes", "task_worker", "worker_context"]
 
@@ -33,7 +34,7 @@ def worker_context(method: StartMethod) -> multiprocessing.context.BaseContext:
     """The multiprocessing context for `method`; forkserver preloads the pipeline once."""
     context = multiprocessing.get_context(method.value)
     if method is StartMethod.FORKSERVER:
-        context.set_forkserver_preload(["pipeline.runner"])
+        context.set_forkserver_preload(["pipeline.engine.runner"])
     return context
 
 
@@ -61,26 +62,8 @@ def task_worker(
         trace.session(role, plan.trace_dir),
         Helpers.threaded(reporter, plan.save_queue) as helpers,
     ):
-        if segment is None:
-            result = run_task(
-                task,
-                plan.media,
-                plan.out_dir,
-                helpers,
-                save_every=plan.options.save_every,
-                mapper_factory=mapper,
-                pieces=plan.pieces[task.name],
-            )
-        else:
-            result = run_segment(
-                task,
-                plan.media,
-                plan.out_dir,
-                helpers,
-                segment,
-                save_every=plan.options.save_every,
-                mapper_factory=mapper,
-            )
+        run = TaskRun.of(plan, task, mapper)
+        result = run_task(run, helpers) if segment is None else run_segment(run, helpers, segment)
     return dataclasses.replace(result, processes=[self_stats(label), *result.processes])
 
 

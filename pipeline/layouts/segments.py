@@ -17,21 +17,22 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
-from ..checkpoints import checkpoint_state, thumbnails_in
-from ..framemap import InlineMapper
-from ..helpers import ThreadSaver
+from ..engine.digest import FrameDigest
+from ..engine.framemap import InlineMapper
+from ..engine.helpers import ThreadSaver
+from ..engine.saves import write_checkpoint
+from ..engine.supervisor import Supervisor
 from ..media.sink import join_pieces
-from ..outdir import thumbnail_name
-from ..planner import RunPlan
-from ..report import RunReport, TaskResult, WorkerStats
-from ..report_build import build_report
-from ..reporters import Reporter
-from ..runner import FrameDigest
-from ..saves import write_checkpoint
-from ..segments import Pieces, Segment, piece_frames, read_digests
-from ..supervisor import Supervisor
-from ..tasks import Task
+from ..plan.checkpoints import checkpoint_state, thumbnails_in
+from ..plan.outdir import thumbnail_name
+from ..plan.pieces import Pieces, Segment, piece_frames, read_digests
+from ..plan.planner import RunPlan
+from ..plan.tasks import Task
+from ..report.build import build_report
+from ..report.reporters import Reporter
+from ..report.results import RunReport, TaskResult, WorkerStats
 from .processes import task_worker, worker_context
 
 __all__ = ["SegmentProgress", "SegmentedRun", "join_segments", "run", "segments_checkpoint"]
@@ -89,6 +90,18 @@ def segments_checkpoint(
     )
 
 
+K = TypeVar("K")
+
+
+def _summed(parts: list[dict[K, float]]) -> dict[K, float]:
+    """Each key's values added up over `parts` (keys in the order first seen)."""
+    total: dict[K, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
 def join_segments(
     plan: RunPlan, task: Task, pieces: Pieces, done: dict[int, TaskResult], started: float
 ) -> TaskResult:
@@ -130,10 +143,8 @@ def join_segments(
             for s in segments
             if s.number in done
         ],
-        timings={
-            phase: sum(p.timings.get(phase, 0.0) for p in ran)
-            for phase in dict.fromkeys(k for p in ran for k in p.timings)
-        },
+        phase_seconds=_summed([p.phase_seconds for p in ran]),
+        stage_seconds=_summed([p.stage_seconds for p in ran]),
         resumed_frames=sum(
             n for s, n in zip(segments, frames, strict=True) if s.number not in done
         ),
@@ -204,7 +215,8 @@ class SegmentedRun:
             self.results[task_name] = joined
             self.reporter.task_finished(task_name, joined)
         state = segments_checkpoint(self.plan, task, now, joined)
-        self._saver.submit(partial(write_checkpoint, self.plan.out.checkpoint(task_name), state))
+        path = self.plan.out.checkpoint(task_name)
+        self._saver.submit_latest(path, partial(write_checkpoint, path, state))
 
     def report(self) -> RunReport:
         return build_report(self.plan, self.started, self.results)

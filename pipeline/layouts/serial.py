@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-from ..framemap import MapperChoice, inline_everywhere
-from ..helpers import Helpers
-from ..planner import RunPlan
-from ..report import RunReport
-from ..report_build import build_report
-from ..reporters import Reporter
-from ..runner import run_task
+from ..engine.framemap import MapperChoice, inline_everywhere
+from ..engine.helpers import Helpers
+from ..engine.runner import TaskRun, run_task
+from ..plan.planner import RunPlan
+from ..report.build import build_report
+from ..report.reporters import Reporter
+from ..report.results import RunReport
 
 __all__ = ["run", "run_serial"]
 
@@ -24,15 +24,7 @@ def run_serial(
     started = time.perf_counter()
     with Helpers.inline(reporter) as helpers:
         results = {
-            task.name: run_task(
-                task,
-                plan.media,
-                plan.out_dir,
-                helpers,
-                save_every=plan.options.save_every,
-                mapper_factory=mapper_for(task),
-                pieces=plan.pieces[task.name],
-            )
+            task.name: run_task(TaskRun.of(plan, task, mapper_for(task)), helpers)
             for task in plan.tasks
         }
     return build_report(plan, started, results)

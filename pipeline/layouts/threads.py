@@ -10,14 +10,14 @@ import queue
 import threading
 import time
 
-from ..framemap import MapperChoice, inline_everywhere
-from ..helpers import Helpers
-from ..planner import RunPlan
-from ..report import RunReport, TaskResult
-from ..report_build import build_report
-from ..reporters import Reporter
-from ..runner import run_task
-from ..tasks import Task
+from ..engine.framemap import MapperChoice, inline_everywhere
+from ..engine.helpers import Helpers
+from ..engine.runner import TaskRun, run_task
+from ..plan.planner import RunPlan
+from ..plan.tasks import Task
+from ..report.build import build_report
+from ..report.reporters import Reporter
+from ..report.results import RunReport, TaskResult
 
 __all__ = ["run", "run_threads"]
 
@@ -44,15 +44,7 @@ def run_threads(
 
     def work(task: Task, helpers: Helpers) -> None:
         try:
-            result = run_task(
-                task,
-                plan.media,
-                plan.out_dir,
-                helpers,
-                save_every=plan.options.save_every,
-                mapper_factory=mapper_for(task),
-                pieces=plan.pieces[task.name],
-            )
+            result = run_task(TaskRun.of(plan, task, mapper_for(task)), helpers)
             outcomes.put((task.name, result, None))
         except BaseException as exc:  # handed to the main thread, which raises it
             outcomes.put((task.name, None, exc))

@@ -8,12 +8,10 @@ the decoder stops after the segment's frame count.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from ..errors import MediaError, describe_exit
-from ..segments import Segment
-from .ffmpeg import FFmpegProcess, url
+from ..plan.pieces import Segment
+from .ffmpeg import FFmpegProcess, seek_args, url
 from .probe import MediaInfo
 
 __all__ = ["REORDER_MARGIN", "cut_segment"]
@@ -29,23 +27,11 @@ def cut_segment(media: MediaInfo, segment: Segment, dest: Path) -> Path:
     Matroska takes every codec we decode and keeps rotation metadata. Raises `MediaError` if
     ffmpeg fails.
     """
-    seek = []
-    if segment.seek:
-        seek = ["-ss", f"{math.floor(segment.seek * 1_000_000) / 1_000_000:.6f}"]
     limit = []
     if segment.frames is not None:
         limit = ["-frames:v", str(segment.frames + REORDER_MARGIN)]
-    args = [*seek, "-i", url(media.path), "-map", "0:v:0", "-c", "copy", *limit]
-    args += ["-y", "-f", "matroska", url(dest)]
-    proc = FFmpegProcess(args, role="ffmpeg-cut", stdin=False, stdout=False)
-    try:
-        if proc.wait() != 0:
-            raise MediaError(
-                f"{media.path}: cutting segment {segment.number} failed "
-                f"({describe_exit(proc.returncode)})",
-                stderr_tail=proc.stderr_tail(),
-            )
-    finally:
-        proc.kill()
-        proc.wait()
+    args = [*seek_args(segment.seek), "-i", url(media.path), "-map", "0:v:0", "-c", "copy"]
+    args += [*limit, "-y", "-f", "matroska", url(dest)]
+    with FFmpegProcess(args, role="ffmpeg-cut", stdin=False, stdout=False) as proc:
+        proc.check(f"{media.path}: cutting segment {segment.number}")
     return dest

@@ -1,8 +1,9 @@
 """Running the bundled ffmpeg (from imageio-ffmpeg) as a child process, safely.
 
 Every ffmpeg child has its stderr drained by a thread (an unread pipe would deadlock it), which
-also samples the child's peak memory (see `pipeline.report.peak_rss_now`), is reaped with
-`wait4` so its CPU time and peak memory are known, and is registered until reaped, so that
+also samples the child's peak memory (see `pipeline.instrument.procstats.peak_rss_now`), is
+reaped with `wait4` so its CPU time and peak memory are known, and is registered until reaped, so
+that
 `kill_all()` can end every ffmpeg this process started when a run is cancelled.
 
 By default each child gets its own process group, so a Ctrl-C typed in the terminal reaches our
@@ -17,6 +18,7 @@ import collections
 import contextlib
 import fcntl
 import functools
+import math
 import os
 import re
 import select
@@ -24,18 +26,22 @@ import signal
 import subprocess
 import threading
 import time
+from fractions import Fraction
 from typing import IO
 
 import imageio_ffmpeg
 
-from ..report import ProcessStats, peak_rss_now, rusage_stats
+from ..errors import MediaError, describe_exit
+from ..instrument.procstats import ProcessStats, peak_rss_now, rusage_stats
 
 __all__ = [
     "FFmpegProcess",
+    "UsesFFmpeg",
     "ffmpeg_exe",
     "ffmpeg_version",
     "kill_all",
     "run_ffmpeg",
+    "seek_args",
     "share_process_group",
     "url",
 ]
@@ -74,6 +80,17 @@ def url(path: str | os.PathLike[str]) -> str:
     return "file:" + os.path.abspath(path)
 
 
+def seek_args(seconds: Fraction | None) -> list[str]:
+    """ffmpeg's input option that starts at `seconds` (None or 0: the start).
+
+    Rounded down to ffmpeg's microseconds, so that the frame at `seconds` is kept and the one
+    before it (a frame duration earlier) is not.
+    """
+    if not seconds:
+        return []
+    return ["-ss", f"{math.floor(seconds * 1_000_000) / 1_000_000:.6f}"]
+
+
 def share_process_group() -> None:
     """Start later ffmpeg children in this process's group instead of a group of their own."""
     global _own_group
@@ -105,6 +122,22 @@ def _grow_pipe(stream: IO[bytes] | None) -> None:
     # Not Linux, or above /proc/sys/fs/pipe-max-size: the default size works, only slower.
     with contextlib.suppress(OSError):
         fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class UsesFFmpeg:
+    """Something that runs one ffmpeg child (`_proc`, once started): its pid and its stats."""
+
+    _proc: FFmpegProcess | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The ffmpeg child's process id, once started."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def stats(self) -> ProcessStats | None:
+        """CPU time and peak memory of the ffmpeg child, once it has been reaped."""
+        return self._proc.stats if self._proc else None
 
 
 class FFmpegProcess:
@@ -178,6 +211,26 @@ class FFmpegProcess:
     def stderr_tail(self) -> str:
         """The last lines ffmpeg wrote to stderr (complete once `wait()` has returned)."""
         return "\n".join(self._tail)
+
+    def check(self, what: str) -> None:
+        """Wait for ffmpeg; raise `MediaError` ("<what> failed (exit code 1)", with the cause
+        from its stderr) if it failed."""
+        if self.wait() != 0:
+            raise MediaError(
+                f"{what} failed ({describe_exit(self.returncode)})",
+                stderr_tail=self.stderr_tail(),
+            )
+
+    def stop(self) -> None:
+        """Kill ffmpeg if it still runs, and reap it (safe to repeat)."""
+        self.kill()
+        self.wait()
+
+    def __enter__(self) -> FFmpegProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def kill(self) -> None:
         """Kill the process if it has not been reaped (safe from any thread, and repeatable)."""

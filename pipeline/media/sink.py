@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import trace
+from ..config.settings import EncoderSettings
 from ..errors import MediaError, describe_exit
-from ..outdir import partial_path
-from ..report import ProcessStats
-from ..settings import EncoderSettings
+from ..instrument import trace
+from ..instrument.procstats import ProcessStats
+from ..plan.outdir import partial_path
 from ..stages.base import StreamSpec
-from .ffmpeg import FFmpegProcess, url
+from .ffmpeg import FFmpegProcess, UsesFFmpeg, url
 
 __all__ = [
     "Encoder",
@@ -40,24 +40,19 @@ class PartialOutput:
     def promote(self, proc: FFmpegProcess, doing: str) -> None:
         """Wait for `proc`; raise `MediaError` ("<name>: <doing> failed (...)") if it failed,
         else move the complete file into place."""
-        if proc.wait() != 0:
-            raise MediaError(
-                f"{self.path.name}: {doing} failed ({describe_exit(proc.returncode)})",
-                stderr_tail=proc.stderr_tail(),
-            )
+        proc.check(f"{self.path.name}: {doing}")
         self.partial.replace(self.path)
         self.settled = True
 
     def discard(self, proc: FFmpegProcess | None) -> None:
         """Kill `proc` if it still runs and remove the partial file; nothing is left at `path`."""
         if proc is not None:
-            proc.kill()
-            proc.wait()
+            proc.stop()
         self.partial.unlink(missing_ok=True)
         self.settled = True
 
 
-class Encoder:
+class Encoder(UsesFFmpeg):
     """Encode frames of `spec` to `path`, optionally muxing the first audio stream of `audio_from`.
 
     ffmpeg writes to `partial_path(path)`; `finish()` renames it to `path` once ffmpeg has exited
@@ -81,7 +76,6 @@ class Encoder:
         self.settings = settings
         self.audio_from = audio_from if audio_codec else None
         self.audio_codec = audio_codec
-        self._proc: FFmpegProcess | None = None
         self.wait_seconds = 0.0  # time spent blocked handing frames to ffmpeg
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
@@ -133,16 +127,6 @@ class Encoder:
     def _exit(self) -> str:
         assert self._proc is not None
         return describe_exit(self._proc.returncode)
-
-    @property
-    def pid(self) -> int | None:
-        """The encoder ffmpeg's process id, while it runs."""
-        return self._proc.pid if self._proc else None
-
-    @property
-    def stats(self) -> ProcessStats | None:
-        """CPU time and peak memory of the encoder, once it has finished."""
-        return self._proc.stats if self._proc else None
 
 
 def h264_output_args(settings: EncoderSettings, partial: Path) -> list[str]:
@@ -196,18 +180,11 @@ def join_pieces(
     args = ["-y", "-f", "concat", "-i", url(listing)]
     args += _audio_args(audio_from, audio_codec)
     args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", url(partial)]
-    proc = FFmpegProcess(args, role=f"ffmpeg-join:{label}", stdin=False, stdout=False)
     try:
-        if proc.wait() != 0:
-            how = describe_exit(proc.returncode)
-            raise MediaError(
-                f"{path.name}: joining {len(pieces)} pieces failed ({how})",
-                stderr_tail=proc.stderr_tail(),
-            )
-        partial.replace(path)
+        with FFmpegProcess(args, role=f"ffmpeg-join:{label}", stdin=False, stdout=False) as proc:
+            proc.check(f"{path.name}: joining {len(pieces)} pieces")
+            partial.replace(path)
     finally:
-        proc.kill()
-        proc.wait()
         listing.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     return proc.stats

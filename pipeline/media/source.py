@@ -2,61 +2,69 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .. import trace
-from ..errors import MediaError, describe_exit
-from ..report import ProcessStats
+from ..errors import MediaError
+from ..instrument import trace
 from ..stages.base import StreamSpec
-from .ffmpeg import FFmpegProcess, url
+from .ffmpeg import FFmpegProcess, UsesFFmpeg, seek_args, url
 
-__all__ = ["Decoder"]
+__all__ = ["Decoder", "Reading"]
 
 
-class Decoder:
-    """Frames of `path` as numpy arrays of `spec`, in decode order, one per decoded frame.
+@dataclass(frozen=True)
+class Reading:
+    """How a decoder reads: into a ring of `ring` buffers of its own, or into `buffers` (such as
+    shared-memory slots); from `start` seconds from the file's start (best a keyframe's; None:
+    the start); at most `frames` frames (None: to the end). `label` (a task's name) names its
+    ffmpeg process in reports."""
 
-    `label` (the task's name) names the ffmpeg process in reports. With `start` (seconds from
-    the file's start, best a keyframe's) decoding begins at that frame; with `frames` it stops
-    after that many.
-    Frames are read straight into a ring of `ring` preallocated buffers (or the given `buffers`,
-    such as shared-memory slots): a yielded frame stays valid until `len(ring) - 1` further
-    frames have been read; copy it to keep it longer. Stages may
-    modify it in place. `close()` must be called (the runner does it in `finally`): it stops
-    ffmpeg if frames remain unread and raises `MediaError` if ffmpeg failed.
+    ring: int = 3
+    buffers: list[np.ndarray] | None = None
+    label: str = ""
+    start: Fraction | None = None
+    frames: int | None = None
+
+
+class Decoder(UsesFFmpeg):
+    """Frames of `path` as numpy arrays of `spec`, in decode order, one per decoded frame, read
+    as `reading` says.
+
+    Frames are read straight into the ring of preallocated buffers (or the given buffers, such
+    as shared-memory slots): a yielded frame stays valid until `len(ring) - 1` further frames
+    have been read; copy it to keep it longer. Stages may modify it in place. `close()` must be
+    called (the runner does it in `finally`): it stops ffmpeg if frames remain unread and raises
+    `MediaError` if ffmpeg failed.
     """
 
-    def __init__(
-        self,
-        path: Path | str,
-        spec: StreamSpec,
-        *,
-        ring: int = 3,
-        buffers: list[np.ndarray] | None = None,
-        label: str = "",
-        start: Fraction | None = None,
-        frames: int | None = None,
-    ) -> None:
+    def __init__(self, path: Path | str, spec: StreamSpec, reading: Reading | None = None) -> None:
+        reading = reading or Reading()
         self.path = Path(path)
-        self.start = start
-        self.limit = frames
+        self.start = reading.start
+        self.limit = reading.frames
         self.spec = spec
-        self._ring = buffers or [np.empty(spec.shape, dtype=np.uint8) for _ in range(max(2, ring))]
-        self._proc: FFmpegProcess | None = None
+        count = max(2, reading.ring)
+        self._ring = reading.buffers or [np.empty(spec.shape, np.uint8) for _ in range(count)]
         self.frames = 0
         self.wait_seconds = 0.0  # time spent waiting for ffmpeg to deliver frames
         self._eof = False
-        self._role = f"ffmpeg-decode:{label}" if label else "ffmpeg-decode"
+        self._role = self._role_of(reading.label)
 
     #: What the process does, in error messages ("decoding failed (...)").
     doing = "decoding"
     #: The phase its waits count as, in the task's timings and the trace.
     phase = "decode"
+
+    @classmethod
+    def _role_of(cls, label: str) -> str:
+        """The ffmpeg process's role in reports: `ffmpeg-decode:<task>`."""
+        kind = "ffmpeg-" + cls.phase
+        return f"{kind}:{label}" if label else kind
 
     def __enter__(self) -> Decoder:
         self._proc = FFmpegProcess(
@@ -68,12 +76,7 @@ class Decoder:
         return self
 
     def _input_args(self) -> list[str]:
-        if not self.start:
-            return ["-i", url(self.path)]
-        # Rounded down to ffmpeg's microseconds: the frame at `start` is kept, and the one
-        # before it (a frame duration earlier) is not.
-        seek = math.floor(self.start * 1_000_000) / 1_000_000
-        return ["-ss", f"{seek:.6f}", "-i", url(self.path)]
+        return [*seek_args(self.start), "-i", url(self.path)]
 
     def _limit_args(self) -> list[str]:
         return ["-frames:v", str(self.limit)] if self.limit is not None else []
@@ -106,12 +109,7 @@ class Decoder:
             if filled < len(view):
                 self._eof = True
                 if filled and not self._proc.killed:
-                    if self._proc.wait() != 0:
-                        how = describe_exit(self._proc.returncode)
-                        raise MediaError(
-                            f"{self.path}: {self.doing} failed ({how})",
-                            stderr_tail=self._proc.stderr_tail(),
-                        )
+                    self._proc.check(f"{self.path}: {self.doing}")
                     raise MediaError(f"{self.path}: {self.doing} ended inside a frame")
                 return
             end = trace.now()
@@ -130,20 +128,8 @@ class Decoder:
         if proc is None or proc.returncode is not None:
             return
         if not self._eof:
-            proc.kill()
-        proc.wait()
-        if check and self._eof and proc.returncode != 0 and not proc.killed:
-            how = describe_exit(proc.returncode)
-            raise MediaError(
-                f"{self.path}: {self.doing} failed ({how})", stderr_tail=proc.stderr_tail()
-            )
-
-    @property
-    def pid(self) -> int | None:
-        """The decoder ffmpeg's process id, while it runs."""
-        return self._proc.pid if self._proc else None
-
-    @property
-    def stats(self) -> ProcessStats | None:
-        """CPU time and peak memory of the decoder, once it has been closed."""
-        return self._proc.stats if self._proc else None
+            proc.stop()
+        elif check and not proc.killed:
+            proc.check(f"{self.path}: {self.doing}")
+        else:
+            proc.wait()

@@ -9,16 +9,15 @@ be looked at: digests, thumbnails and progress see exactly what the encoder gets
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from ..settings import EncoderSettings
+from ..config.settings import EncoderSettings
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 from .sink import PartialOutput, audio_codec_for_mp4, h264_output_args
-from .source import Decoder
+from .source import Decoder, Reading
 
 __all__ = ["Transcoder"]
 
@@ -47,20 +46,13 @@ class Transcoder(Decoder):
         output: Path,
         *,
         audio_codec: str | None = None,
-        ring: int = 3,
-        buffers: list[np.ndarray] | None = None,
-        label: str = "",
-        start: Fraction | None = None,
-        frames: int | None = None,
+        reading: Reading | None = None,
     ) -> None:
-        super().__init__(
-            path, spec, ring=ring, buffers=buffers, label=label, start=start, frames=frames
-        )
+        super().__init__(path, spec, reading)
         self.output = output
         self._out = PartialOutput(output)
         self.settings = settings
         self.audio_codec = audio_codec
-        self._role = f"ffmpeg-transcode:{label}" if label else "ffmpeg-transcode"
 
     def __enter__(self) -> Transcoder:
         fps = self.spec.fps

@@ -1,5 +1,5 @@
 """Colour conversions between the decoder's and encoder's I420 and the BGR that OpenCV stages
-want. The planner puts them into a task's chain where needed (`pipeline.tasks`), so that frames
+want. The planner puts them into a task's chain where needed (`pipeline.plan.tasks`), so that frames
 travel through pipes, pools and shared memory in I420, half the bytes of BGR, and become BGR
 only for the stages that need it. OpenCV converts with SIMD and releases the GIL, so the
 conversions run in parallel wherever the stages do (thread pools, process pools, segments),

@@ -31,8 +31,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from ..config.settings import StageSpec
 from ..errors import ConfigError
-from ..settings import StageSpec
 from .base import Stage
 
 __all__ = ["StageSpec", "build_stage", "load_stage_class", "parse_stage_spec", "parse_task_stage"]

@@ -1,0 +1,134 @@
+"""The `vidpipe` command line's parser.
+
+Usage errors print one `error: ...` line and exit 2 (`_Parser`). The options shared by `run`
+and `compare` are one table (`pipeline.cli.job_options`), so that `compare` can hand the same
+options to every `vidpipe run` it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .job_options import DEFAULTS, add_job_options, names
+
+__all__ = ["Handlers", "build_parser"]
+
+#: What runs each command: its name to a function of the parsed arguments, returning the exit
+#: code.
+Handlers = Mapping[str, Callable[[argparse.Namespace], int]]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
+def _add_run(sub: Any, handlers: Handlers) -> None:
+    p = sub.add_parser("run", help="process a video with the compress and render tasks")
+    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--layout",
+        default=DEFAULTS.layout,
+        help="where work runs: serial, threads, processes, hybrid, pool, segments, ray, or a "
+        f"layout file ending in .toml (see `vidpipe layouts`) ({DEFAULTS.layout})",
+    )
+    add_job_options(p)
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="write DIR/trace.json, a timeline of every process and thread",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="ray layout: join the Ray cluster at this address (default: a local instance)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same job in DIR after its last finished "
+        "piece; a finished job is left as it is",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite files at the paths the run writes (outputs, report, checkpoints, "
+        "thumbnails) that vidpipe did not write; never any other file",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=handlers["run"])
+
+
+def _add_compare(sub: Any, handlers: Handlers) -> None:
+    p = sub.add_parser("compare", help="run layouts side by side; tables, plots, timelines")
+    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument(
+        "--layouts",
+        type=names,
+        default=None,
+        metavar="A,B,...",
+        help="layouts to compare (default: every layout that needs no extra); serial always "
+        "runs, as reference",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="R", help="runs per layout, interleaved (3)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("compare_out"),
+        metavar="DIR",
+        help="where results go (compare_out)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite results, charts and runs in DIR that vidpipe did not write",
+    )
+    add_job_options(p)
+    p.set_defaults(func=handlers["compare"])
+
+
+def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
+    """The `vidpipe` parser; each command's `func` default is its entry in `handlers`."""
+    parser = _Parser(
+        prog="vidpipe",
+        description="Multiprocessing vs multithreading, measured on a real video pipeline.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub, handlers)
+    _add_compare(sub, handlers)
+    p = sub.add_parser("probe", help="print the input's metadata as JSON")
+    p.add_argument("input", type=Path)
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="skip decoding (no frames_decoded; packets estimate the count)",
+    )
+    p.set_defaults(func=handlers["probe"])
+    p = sub.add_parser("layouts", help="list the layouts and what runs where")
+    p.set_defaults(func=handlers["layouts"])
+    p = sub.add_parser("stages", help="list the built-in stages")
+    p.set_defaults(func=handlers["stages"])
+    p = sub.add_parser(
+        "check-stage",
+        help="check a stage against the protocol and say which layout suits it",
+        description="Runs the stage on generated frames: picklable, deterministic, safe under "
+        "threads and in any order (when it claims frame independence), and whether it "
+        "releases the GIL. Exit 1 when it breaks a rule the layouts rely on.",
+    )
+    p.add_argument(
+        "stage", metavar="STAGE", help="NAME, FILE.py:CLASS or MODULE:CLASS, then :key=value,..."
+    )
+    p.add_argument("--size", default="320x240", metavar="WxH", help="frame size (320x240)")
+    p.add_argument("--frames", type=int, default=24, metavar="N", help="frames (24)")
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+    p.set_defaults(func=handlers["check-stage"])
+    p = sub.add_parser("workloads", help="list the workload presets")
+    p.set_defaults(func=handlers["workloads"])
+    return parser

@@ -1,0 +1,260 @@
+"""The commands of `vidpipe`: each a function of the parsed arguments, returning the exit
+code. Each imports what it needs when it runs, so that listing commands start fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .job_options import job_arguments, run_options
+
+if TYPE_CHECKING:
+    from ..plan.planner import RunPlan
+    from ..report.results import RunReport
+
+__all__ = ["COMMANDS"]
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _resume_notes(plan: RunPlan) -> list[str]:
+    """What `--resume` found for each task, one line each."""
+    from ..plan.pieces import piece_frames
+
+    notes = [f"{name}: finished by an earlier run, kept" for name in plan.finished]
+    for task in plan.tasks:
+        pieces = plan.pieces[task.name]
+        if pieces.done:
+            frames = sum(piece_frames(s) for s in pieces.segments if s.number in pieces.done)
+            notes.append(
+                f"{task.name}: resuming after {len(pieces.done)} of {len(pieces.segments)} "
+                f"pieces ({frames} frames)"
+            )
+        else:
+            notes.append(f"{task.name}: nothing to resume, starting from the beginning")
+    return notes
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..job import execute, plan
+    from ..report.reporters import NullReporter, Reporter
+
+    options = run_options(args)
+    job = plan(args.input, options)
+    if options.resume:
+        if not job.tasks:
+            print(
+                f"nothing to do: {options.out_dir} already holds this finished job "
+                f"({', '.join(r.output for r in job.finished.values())})"
+            )
+            return 0
+        for note in _resume_notes(job):
+            print(f"resume: {note}")
+    reporter: Reporter = NullReporter()
+    bars = None
+    if not args.no_progress and sys.stderr.isatty():
+        from .progress import TqdmReporter
+
+        reporter = bars = TqdmReporter(list(options.tasks))
+    try:
+        report = execute(job, reporter)
+    finally:
+        if bars is not None:
+            bars.close()
+    _print_report(report)
+    if options.trace:
+        print(f"trace: {options.out_dir / 'trace.json'} (open in https://ui.perfetto.dev)")
+    print(f"report: {options.out_dir / 'report.json'}")
+    return 0
+
+
+def _print_report(report: RunReport) -> None:
+    """What a run did, in a few lines: the run, each task, each node, where time went."""
+    print(
+        f"layout {report.layout}: {report.wall_seconds:.2f} s wall, "
+        f"peak memory {_megabytes(report.peak_rss_bytes_total)} over the processes alive "
+        f"together ({len(report.processes)} processes in all)"
+    )
+    print(f"{'task':<10} {'frames':>6} {'seconds':>8} {'fps':>7}  {'output':<16} size")
+    for name, t in report.tasks.items():
+        fps = t.frames / t.seconds if t.seconds else 0.0
+        print(
+            f"{name:<10} {t.frames:>6} {t.seconds:>8.2f} {fps:>7.1f}  {t.output:<16} "
+            f"{_megabytes(t.input_bytes)} -> {_megabytes(t.output_bytes)} "
+            f"(ratio {t.compression_ratio:.2f})"
+        )
+        if t.size_fix:
+            print(f"{'':<10} note: {t.size_fix}")
+        listed = report.input["video"]["packets"]
+        if t.frames < listed:
+            print(
+                f"{'':<10} note: the input lists {listed} frames; {listed - t.frames} could "
+                "not be decoded (damaged input) and were skipped"
+            )
+    for node, work in report.nodes.items():
+        print(
+            f"node {node}: {work.segments} segments, {work.frames} frames, "
+            f"{work.busy_seconds:.2f} s busy, {_megabytes(work.bytes_in)} in, "
+            f"{_megabytes(work.bytes_out)} out"
+        )
+    for name, t in report.tasks.items():
+        phase, share = t.bottleneck()
+        if phase:
+            print(f"{name}: most time went to {phase} ({share:.0%} of {t.seconds:.2f} s)")
+
+
+#: The charts `compare` draws into its output folder.
+_CHARTS = ("speedup.png", "timeline.png")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ..config.settings import usable_cores
+    from ..config.workloads import WORKLOADS
+    from ..lab.compare import compare
+    from ..lab.plots import speedup_chart, timeline_chart
+    from ..layouts import LAYOUTS, load_layout
+    from ..media.probe import probe as probe_input
+    from ..plan import ownership
+
+    # Layouts that need an extra (a cluster engine) are compared only when asked for.
+    layouts = list(args.layouts or (name for name, info in LAYOUTS.items() if not info.extra))
+    for layout in layouts:
+        load_layout(layout)  # unknown or uninstalled layouts fail before any run
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.workload not in WORKLOADS:
+        raise ConfigError(f"unknown workload '{args.workload}' (available: {', '.join(WORKLOADS)})")
+    # Bad option values fail here, in one line, not after the first of many runs.
+    run_options(argparse.Namespace(**{**vars(args), "layout": "serial", "trace": False}))
+    probe_input(args.input)
+    out = args.out
+    written = tuple(out / name for name in ("results.json", "results.md", *_CHARTS))
+    claim = ownership.Claim(files=written, fresh=written, forbidden=(out / "runs",))
+    with ownership.hold(out, claim, source=args.input, force=args.force):
+        summaries, runs = compare(
+            args.input,
+            layouts,
+            repeat=args.repeat,
+            out_dir=out,
+            options=[*job_arguments(args), *(["--force"] if args.force else [])],
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+        speedup_chart(summaries, usable_cores(), out / "speedup.png")
+        traces = {r.layout: Path(r.out_dir) / "trace.json" for r in runs if r.traced}
+        timeline_chart(traces, out / "timeline.png")
+    print((args.out / "results.md").read_text())
+    print(
+        f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
+        f"{args.out / 'timeline.png'}"
+    )
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from ..media.probe import count_decoded_frames, probe
+
+    info = probe(args.input)
+    data = info.to_dict()
+    if not args.fast:
+        data["frames_decoded"] = count_decoded_frames(args.input)
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def _cmd_layouts(args: argparse.Namespace) -> int:
+    from ..layouts import CUSTOM, LAYOUTS
+
+    width = max(len(name) for name in [*LAYOUTS, "FILE.toml"])
+    for info in LAYOUTS.values():
+        needs = f" (needs the '{info.extra}' extra)" if info.extra else ""
+        print(f"{info.name:<{width}}  {info.summary}{needs}")
+    print(f"{'FILE.toml':<{width}}  {CUSTOM.summary} (see examples/layouts/)")
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from ..stages import BUILTIN_STAGES
+
+    width = max(len(name) for name in BUILTIN_STAGES)
+    for name, cls in BUILTIN_STAGES.items():
+        order = "frame-independent" if cls.frame_independent else "in order"
+        formats = ", ".join(sorted(f.value for f in cls.accepts))
+        print(f"{name:<{width}}  {cls.summary()} [{order}; takes {formats}]")
+    return 0
+
+
+def _yes(value: bool | None, unknown: str = "not checked") -> str:
+    return unknown if value is None else "yes" if value else "NO"
+
+
+def _cmd_check_stage(args: argparse.Namespace) -> int:
+    from ..lab.stagecheck import check_stage
+    from ..stages.loader import parse_stage_spec
+
+    width, _, height = args.size.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 2 and int(height) >= 2):
+        raise ConfigError(f"--size must be WIDTHxHEIGHT, at least 2x2, got '{args.size}'")
+    if args.frames < 2:
+        raise ConfigError(f"--frames must be 2 or more, got {args.frames}")
+    spec = parse_stage_spec(args.stage, f"check-stage '{args.stage}'")
+    report = check_stage(spec, width=int(width), height=int(height), count=args.frames)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    independent = "declared yes" if report.frame_independent else "declared no: runs in order"
+    speed = (
+        "not measured (one usable core)"
+        if report.speedup_2_threads is None
+        else f"{_yes(report.releases_gil, 'partly')}: 2 threads {report.speedup_2_threads:.2f}x "
+        "as fast as 1"
+    )
+    rows = [
+        ("stage", f"{report.stage} ({report.spec})"),
+        ("frames", f"{report.frames} generated {report.size} {report.pix_fmt} frames"),
+        ("picklable", _yes(report.picklable)),
+        ("deterministic", _yes(report.deterministic)),
+        ("frame-independent", independent),
+        ("any order", _yes(report.order_independent)),
+        ("thread-safe", _yes(report.thread_safe)),
+        ("releases the GIL", speed),
+        ("recommendation", f"{report.recommendation}: {report.reason}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<18} {value}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("verdict: " + ("safe for the layouts it claims" if report.ok else "NOT safe"))
+    return 0 if report.ok else 1
+
+
+def _cmd_workloads(args: argparse.Namespace) -> int:
+    from ..config.workloads import WORKLOADS
+
+    width = max(len(name) for name in WORKLOADS)
+    for w in WORKLOADS.values():
+        saves = f", save every {w.save_every}" if w.save_every else ""
+        samples = f", samples {w.samples}" if w.samples > 1 else ""
+        preset = f", x264 {w.preset}" if w.preset else ""
+        print(
+            f"{w.name:<{width}}  particles {w.particles}{samples}, glow {w.glow}{saves}{preset}: "
+            f"{w.summary}"
+        )
+    return 0
+
+
+#: Each command's function, by name (the parser's `func` default, `pipeline.cli.args`).
+COMMANDS = {
+    "run": _cmd_run,
+    "compare": _cmd_compare,
+    "probe": _cmd_probe,
+    "layouts": _cmd_layouts,
+    "stages": _cmd_stages,
+    "check-stage": _cmd_check_stage,
+    "workloads": _cmd_workloads,
+}

@@ -1,0 +1,66 @@
+"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `stages`, `check-stage`,
+`workloads`.
+
+Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
+failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+
+from ..errors import Interrupted, PipelineError, interrupt_on_signal
+from .args import build_parser
+from .commands import COMMANDS
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code.
+
+    A failed run whose stage is stuck in a thread that cannot be stopped ends the process at
+    once, after cleaning up, instead of returning (`leave_stuck_threads`).
+    """
+    code = _main(argv)
+    if code != 0:
+        from ..engine.supervisor import leave_stuck_threads
+
+        leave_stuck_threads(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser(COMMANDS).parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt_on_signal)
+    try:
+        code: int = args.func(args)
+        return code
+    except PipelineError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted by SIGINT", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # our stdout closed early (e.g. piped into `head`)
+        return 1
+    except SystemExit as exc:  # never ours to raise past this point: whose it was is unknown
+        print(f"error: unexpected exit ({exc.code}) (--debug shows where)", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return 1
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (--debug shows where)", file=sys.stderr
+        )
+        return 1

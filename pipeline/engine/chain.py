@@ -1,0 +1,128 @@
+"""A task's stages set up together and applied in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import StageError
+from ..instrument import trace
+from ..instrument.faults import fault_at
+from ..stages.base import Stage, StreamSpec
+from ..stages.color import ToBGR, ToI420
+
+__all__ = ["STAGE_FAILURES", "StageChain", "mismatch"]
+
+
+#: What a stage may raise that fails the stage, not the run: `SystemExit` too (a stage that
+#: calls `sys.exit()` fails like any other). `KeyboardInterrupt` stays an interruption.
+STAGE_FAILURES = (Exception, SystemExit)
+
+
+def mismatch(frame: object, spec: StreamSpec) -> str | None:
+    """What is wrong with `frame` as a frame of `spec`, or None when nothing is.
+
+    A frame is a C-contiguous `numpy.uint8` array of `spec.shape` (the stage protocol); a few
+    attribute reads, cheap enough for every frame of every stage.
+    """
+    expected = f"a C-contiguous uint8 array of shape {spec.shape} ({spec.pix_fmt.value} "
+    expected += f"{spec.width}x{spec.height})"
+    if not isinstance(frame, np.ndarray):
+        return f"returned {type(frame).__name__}, not a frame; expected {expected}"
+    if frame.dtype != np.uint8 or frame.shape != spec.shape:
+        got = f"a {frame.dtype} array of shape {frame.shape}"
+        return f"returned {got}; expected {expected}"
+    if not frame.flags.c_contiguous:
+        return (
+            "returned a view that is not C-contiguous (a slice, a flip or a transpose); return "
+            f"np.ascontiguousarray(frame): expected {expected}"
+        )
+    return None
+
+
+class StageChain:
+    """A task's stages, set up for frames of `spec` and applied in order.
+
+    Errors raised by a stage become `StageError`s naming the task, the stage and the frame, and
+    so does a frame a stage returns that is not a frame of the spec it declared
+    (`Stage.output_spec`): not an array, another shape or dtype, not C-contiguous.
+    """
+
+    def __init__(self, task: str, stages: tuple[Stage, ...], spec: StreamSpec) -> None:
+        self.task = task
+        self.stages = stages
+        self.spec = spec
+        self._specs: list[StreamSpec] = []  # what each stage returns
+        for stage in stages:
+            spec = stage.output_spec(spec)
+            self._specs.append(spec)
+        self._ready: list[Stage] = []
+        # An injected stage fault (tests) strikes after the task's own last stage, not after
+        # the colour conversion that the planner may have put behind it.
+        own = [stage for stage in stages if not isinstance(stage, ToBGR | ToI420)]
+        self._fault_stage: Stage | None = (own or list(stages))[-1] if stages else None
+        self.seconds: dict[str, float] = {}  # time in each stage, summed over frames
+        self._lock = threading.Lock()  # frame pools apply from several threads
+
+    def __enter__(self) -> StageChain:
+        spec = self.spec
+        for stage in self.stages:
+            try:
+                stage.setup(spec)
+            except STAGE_FAILURES as exc:
+                raise StageError(
+                    task=self.task, stage=stage.name, index=-1, error=f"setup() raised {exc!r}"
+                ) from exc
+            self._ready.append(stage)
+            spec = stage.output_spec(spec)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Tear every stage down, also after errors; the first teardown error is raised as a
+        `StageError` unless the chain is already failing with another."""
+        failed: StageError | None = None
+        for stage in reversed(self._ready):
+            try:
+                stage.teardown()
+            except STAGE_FAILURES as err:
+                if failed is None:
+                    failed = StageError(
+                        task=self.task,
+                        stage=stage.name,
+                        index=-1,
+                        error=f"teardown() raised {err!r}",
+                    )
+                    failed.__cause__ = err
+        self._ready.clear()
+        if failed is not None and exc is None:
+            raise failed
+
+    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
+        for stage, spec in zip(self.stages, self._specs, strict=True):
+            begin = trace.now()
+            try:
+                frame = stage.process(frame, index)
+                if stage is self._fault_stage:
+                    fault_at("stage", self.task, index)
+            except STAGE_FAILURES as exc:
+                raise StageError(
+                    task=self.task,
+                    stage=stage.name,
+                    index=index,
+                    error=f"{type(exc).__name__}: {exc}",
+                ) from exc
+            wrong = mismatch(frame, spec)
+            if wrong is not None:
+                raise StageError(task=self.task, stage=stage.name, index=index, error=wrong)
+            end = trace.now()
+            with self._lock:
+                self.seconds[stage.name] = self.seconds.get(stage.name, 0.0) + (end - begin) / 1e9
+            trace.span(stage.name, "stage", begin, end, frame=index)
+        return frame
+
+    def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Processed frames with their indices (the first is `start`), in order."""
+        for index, frame in enumerate(frames, start):
+            yield index, self.apply(frame, index)

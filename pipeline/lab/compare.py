@@ -1,0 +1,264 @@
+"""`vidpipe compare`: run layouts side by side on one input and tell which wins, and why.
+
+Each layout runs `repeat` times, interleaved (A B C A B C ...) so that the drift of a shared
+machine hits all alike. Every run is `vidpipe run` in a fresh process tree, so its peak memory
+is its own. Hidden parallelism is pinned so the layout is the only variable: x264 and OpenCV get
+one thread each and BLAS libraries one thread (all recorded). The serial layout always runs, as
+the reference: a layout whose frame digests differ from serial's fails the comparison. The last
+round runs with `--trace`, for the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Interrupted, PipelineError
+from ..plan.outdir import atomic_write_bytes
+from ..report.results import TaskResult
+
+__all__ = ["LayoutSummary", "Run", "compare", "results_markdown"]
+
+#: Environment that keeps numerical libraries to one thread in every process of a run.
+PINNED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: Options that keep x264 and OpenCV to one thread, unless the caller sets them.
+PINNED_OPTIONS = {"--encoder-threads": "1", "--opencv-threads": "1"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of one layout, as measured by its report."""
+
+    layout: str
+    round: int
+    wall_seconds: float
+    frames: int
+    cpu_seconds: float
+    peak_rss_bytes: int
+    digests: dict[str, str]
+    bottlenecks: dict[str, tuple[str, float]]
+    traced: bool
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class LayoutSummary:
+    """Medians over a layout's runs, and how they compare with serial."""
+
+    layout: str
+    runs: int
+    wall_seconds: float
+    frames_per_second: float
+    speedup: float
+    cpu_percent: float
+    peak_rss_bytes: int
+    efficiency: float
+    bottlenecks: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+def _run_once(
+    source: Path, layout: str, out: Path, options: list[str], trace: bool
+) -> dict[str, Any]:
+    args = [sys.executable, "-m", "pipeline", "run", str(source), "--out", str(out)]
+    args += ["--layout", layout, "--no-progress", *options]
+    if trace:
+        args.append("--trace")
+    env = {**os.environ, **PINNED_ENV}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if done.returncode == 130:
+        raise Interrupted()
+    if done.returncode != 0:
+        raise PipelineError(f"layout '{layout}' failed: {done.stderr.strip()}")
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return report
+
+
+def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out: Path) -> Run:
+    tasks = {name: TaskResult.from_dict(name, data) for name, data in report["tasks"].items()}
+    return Run(
+        layout=layout,
+        round=round_,
+        wall_seconds=report["wall_seconds"],
+        frames=sum(t.frames for t in tasks.values()),
+        cpu_seconds=sum(p["cpu_seconds"] for p in report["processes"]),
+        peak_rss_bytes=report["peak_rss_bytes_total"],
+        digests={name: t.frame_digest for name, t in tasks.items()},
+        bottlenecks={name: t.bottleneck() for name, t in tasks.items()},
+        traced=traced,
+        out_dir=str(out),
+    )
+
+
+def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
+    by_layout: dict[str, list[Run]] = {}
+    for run in runs:
+        by_layout.setdefault(run.layout, []).append(run)
+    serial_wall = statistics.median(r.wall_seconds for r in by_layout["serial"])
+    out = []
+    for layout, rs in by_layout.items():
+        wall = statistics.median(r.wall_seconds for r in rs)
+        speedup = serial_wall / wall
+        median_run = min(rs, key=lambda r: abs(r.wall_seconds - wall))
+        out.append(
+            LayoutSummary(
+                layout=layout,
+                runs=len(rs),
+                wall_seconds=wall,
+                frames_per_second=statistics.median(r.frames / r.wall_seconds for r in rs),
+                speedup=speedup,
+                cpu_percent=statistics.median(
+                    100 * r.cpu_seconds / (r.wall_seconds * cores) for r in rs
+                ),
+                peak_rss_bytes=int(statistics.median(r.peak_rss_bytes for r in rs)),
+                efficiency=speedup / cores,
+                bottlenecks=median_run.bottlenecks,
+            )
+        )
+    return out
+
+
+def ceiling_speedup(serial_cpu_percent: float, cores: int) -> float:
+    """The most any layout can gain over serial on `cores` cores: serial's CPU work, all of
+    which a layout must still do, spread perfectly over every core.
+
+    Serial is not one busy core: ffmpeg's decoders and encoders run beside Python, so serial
+    already keeps `serial_cpu_percent` of the cores busy; the rest is all a layout can use.
+    """
+    return round(min(float(cores), 100 / max(serial_cpu_percent, 1e-9)), 2)
+
+
+def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
+    """The comparison as a Markdown table, with the setup it was measured in."""
+    env = meta["environment"]
+    serial = next(s for s in summaries if s.layout == "serial")
+    pins = ", ".join(f"{k} {v}" for k, v in meta["pinned"].items())
+    lines = [
+        f"# Layouts compared on `{Path(meta['input']).name}`",
+        "",
+        f"{meta['repeat']} runs per layout, interleaved; medians. Machine: {env['cpu_count']} "
+        f"CPUs ({env['usable_cores']} usable), Python {env['python']} "
+        f"(GIL {'enabled' if env['gil_enabled'] else 'disabled'}), ffmpeg {env['ffmpeg']}, "
+        f"OpenCV {env['opencv']}. Pinned: {pins}.",
+        "",
+        "| layout | wall s | frames/s | speedup | CPU % | peak MB | efficiency | bottleneck |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in summaries:
+        verdicts = "; ".join(
+            f"{task}: {phase} ({share:.0%})" for task, (phase, share) in s.bottlenecks.items()
+        )
+        lines.append(
+            f"| {s.layout} | {s.wall_seconds:.2f} | {s.frames_per_second:.1f} | "
+            f"{s.speedup:.2f}x | {s.cpu_percent:.0f} | {s.peak_rss_bytes / 1e6:.0f} | "
+            f"{s.efficiency:.0%} | {verdicts} |"
+        )
+    lines += [
+        "",
+        "speedup = serial's median wall time / the layout's; CPU % = CPU seconds of every "
+        "process / (wall seconds x usable cores); efficiency = speedup / usable cores; "
+        "peak MB = peak resident memory summed over the processes alive together; "
+        "bottleneck = where each task's thread spent most of its time.",
+        "",
+        f"Ceiling: serial already keeps {serial.cpu_percent:.0f}% of the "
+        f"{env['usable_cores']} usable cores busy (ffmpeg runs beside Python), so no layout can "
+        f"be more than {meta['ceiling_speedup']:.2f}x faster than serial on this machine.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`options` with x264 and OpenCV pinned to one thread unless they say otherwise, and the
+    pins as applied."""
+    pinned = dict(PINNED_OPTIONS)
+    for flag in list(pinned):
+        if flag in options:
+            pinned[flag] = options[options.index(flag) + 1]
+        else:
+            options = [*options, flag, pinned[flag]]
+    return options, pinned
+
+
+def _rounds(
+    source: Path,
+    order: list[str],
+    repeat: int,
+    out_dir: Path,
+    options: list[str],
+    progress: Callable[[str], None],
+) -> tuple[list[Run], dict[str, Any]]:
+    """Every layout of `order` once per round, `repeat` rounds (the last traced); the runs, and
+    the last run's report."""
+    runs: list[Run] = []
+    total = repeat * len(order)
+    report: dict[str, Any] = {}
+    for round_ in range(1, repeat + 1):
+        for layout in order:
+            out = out_dir / "runs" / f"{layout}-{round_}"
+            traced = round_ == repeat
+            started = time.perf_counter()
+            report = _run_once(source, layout, out, options, traced)
+            runs.append(_to_run(layout, round_, report, traced, out))
+            progress(
+                f"[{len(runs)}/{total}] {layout}: {report['wall_seconds']:.2f} s "
+                f"({time.perf_counter() - started:.1f} s with start-up)"
+            )
+    return runs, report
+
+
+def compare(
+    source: Path,
+    layouts: list[str],
+    *,
+    repeat: int,
+    out_dir: Path,
+    options: list[str],
+    progress: Callable[[str], None] = lambda line: None,
+) -> tuple[list[LayoutSummary], list[Run]]:
+    """Run `layouts` (serial added first if missing) `repeat` times each, interleaved.
+
+    `options` are `vidpipe run` options applied to every run (x264 and OpenCV threads are
+    pinned to 1 unless given). Writes `results.json` and `results.md` into `out_dir`; raises
+    `PipelineError` when a run fails or a layout's frames differ from serial's.
+    """
+    from ..config.settings import usable_cores
+
+    order = ["serial", *[layout for layout in layouts if layout != "serial"]]
+    options, pinned = _pinned(options)
+    runs, report = _rounds(source, order, repeat, out_dir, options, progress)
+    summaries = _summaries(runs, usable_cores())
+    serial = next(s for s in summaries if s.layout == "serial")
+    meta = {
+        "ceiling_speedup": ceiling_speedup(serial.cpu_percent, usable_cores()),
+        "input": str(source),
+        "layouts": order,
+        "repeat": repeat,
+        "options": options,
+        "pinned": {**pinned, **PINNED_ENV},
+        "environment": report["environment"],
+    }
+    mismatched = [
+        f"{run.layout} (round {run.round}) task '{task}'"
+        for run in runs
+        for task, digest in run.digests.items()
+        if digest != runs[0].digests.get(task)
+    ]
+    results = {
+        **meta,
+        "summaries": [asdict(s) for s in summaries],
+        "runs": [asdict(r) for r in runs],
+        "frames_match_serial": not mismatched,
+    }
+    atomic_write_bytes(out_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "results.md", results_markdown(summaries, meta).encode())
+    if mismatched:
+        raise PipelineError("frames differ from the serial run's: " + ", ".join(mismatched))
+    return summaries, runs

@@ -1,0 +1,145 @@
+"""The output folder (`--out DIR`): every path vidpipe writes there, in one place.
+
+    DIR/compressed.mp4, DIR/rendered.mp4     task outputs
+    DIR/<task>.checkpoint.json               checkpoints (the save thread's)
+    DIR/thumbnails/<task>/frame_NNNNNN.jpg   thumbnails (the save thread's)
+    DIR/report.json, DIR/trace.json          the report, and the trace with --trace
+    DIR/.vidpipe/                            vidpipe's own folder: its manifest, its lock,
+                                             unfinished pieces (pieces/<task>/), trace parts
+
+Files are written whole or not at all (`atomic_write_bytes`, and outputs at `partial_path` until
+complete); the temporary names carry vidpipe's name, so that what a killed writer leaves can be
+told from the user's files (`temp_files`). What vidpipe owns in DIR, and how a run holds it:
+`pipeline.plan.ownership`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PART_SUFFIX",
+    "TEMP_PREFIX",
+    "THUMBNAILS",
+    "WORK",
+    "OutDir",
+    "atomic_write_bytes",
+    "partial_path",
+    "temp_files",
+    "thumbnail_name",
+]
+
+#: Temporary files vidpipe writes (and only those are swept): `.vidpipe-tmp-<name>.<random>.tmp`.
+TEMP_PREFIX = ".vidpipe-tmp-"
+#: What an output is called until it is complete: `.<name>.vidpipe.part`, beside it.
+PART_SUFFIX = ".vidpipe.part"
+#: vidpipe's own folder in DIR.
+WORK = ".vidpipe"
+
+
+# mkstemp creates files readable by the owner only; outputs get the usual mode under the umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one.
+
+    The temporary file beside it carries vidpipe's name (`TEMP_PREFIX`), so that what a killed
+    writer leaves can be told from the user's files. An `OSError` (a full disk, say) names
+    `path`.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete."""
+    return path.with_name(f".{path.name}{PART_SUFFIX}")
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """vidpipe's temporary files in `folder` (what a killed save or encoder left)."""
+    if not folder.is_dir():
+        return []
+    return [*folder.glob(f"{TEMP_PREFIX}*"), *folder.glob(f".*{PART_SUFFIX}")]
+
+
+@dataclass(frozen=True)
+class OutDir:
+    """The paths of an output folder; nothing is created by asking for one."""
+
+    root: Path
+
+    def output(self, name: str) -> Path:
+        """A task's output file (`compressed.mp4`)."""
+        return self.root / name
+
+    def checkpoint(self, task: str) -> Path:
+        return self.root / f"{task}.checkpoint.json"
+
+    def thumbnails(self, task: str) -> Path:
+        return self.root / "thumbnails" / task
+
+    def thumbnail(self, task: str, index: int) -> Path:
+        return self.thumbnails(task) / thumbnail_name(index)
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def trace(self) -> Path:
+        return self.root / "trace.json"
+
+    @property
+    def work(self) -> Path:
+        """vidpipe's own folder."""
+        return self.root / WORK
+
+    @property
+    def trace_parts(self) -> Path:
+        """Where each process of a traced run leaves its events until they are merged."""
+        return self.work / "trace"
+
+    def pieces(self, task: str) -> Path:
+        """Where a task's finished pieces wait until they are joined."""
+        return self.work / "pieces" / task
+
+    @property
+    def manifest(self) -> Path:
+        return self.work / "manifest.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.work / "lock"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def thumbnail_name(index: int) -> str:
+    """The file name of frame `index`'s thumbnail."""
+    return f"frame_{index:06d}.jpg"
+
+
+#: The names of a task's thumbnails, as a pattern (`Claim.patterns`).
+THUMBNAILS = "frame_[0-9][0-9][0-9][0-9][0-9][0-9].jpg"

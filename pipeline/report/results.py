@@ -1,0 +1,256 @@
+"""The run report: numbers in dataclasses, turned into JSON only at the edge.
+
+`RunReport.to_dict()` gives the layout of `DIR/report.json`:
+
+    {"layout": ..., "wall_seconds": ..., "input": {...probe...},
+     "tasks": {"compress": {"frames": ..., "seconds": ..., "output": ..., "frame_digest": ...,
+                            "pid": ..., "threads": [...], ...}, ...},
+     "processes": [{"pid": ..., "role": ..., "cpu_seconds": ..., "peak_rss_bytes": ...}, ...],
+     "environment": {...}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..instrument.procstats import ProcessStats, concurrent_peak
+from ..plan.outdir import atomic_write_bytes
+
+__all__ = ["NodeStats", "Phase", "RunReport", "TaskResult", "WorkerStats"]
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """How one frame worker (a thread or a process of a pool) spent its time."""
+
+    name: str
+    pid: int
+    frames: int
+    busy_seconds: float
+    wait_seconds: float = 0.0
+    copy_seconds: float = 0.0
+
+
+class Phase(enum.StrEnum):
+    """What a task's thread spends its time on, besides its stages (`TaskResult.phase_seconds`).
+
+    Values are the keys of `timings` in `report.json`.
+    """
+
+    DECODE = "decode"  # waiting for the decoder's frames
+    TRANSCODE = "transcode"  # waiting for frames from an ffmpeg that also encodes them
+    POOL = "pool"  # waiting for a frame pool's results
+    COPY = "copy"  # moving frames to and from pool processes (summed over the workers)
+    DIGEST = "digest"  # hashing frames
+    ENCODE = "encode"  # blocked handing frames to the encoder
+    SAVES = "saves"  # queueing thumbnails and checkpoints
+
+
+#: The prefix of a stage's entry in the flat `timings` of `report.json`.
+_STAGE = "stage "
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What one task produced and how long it took."""
+
+    name: str
+    frames: int
+    seconds: float
+    output: str
+    frame_digest: str
+    pid: int
+    threads: list[str]
+    stages: list[str]
+    decode_format: str
+    width: int
+    height: int
+    fps: Fraction
+    input_bytes: int
+    output_bytes: int
+    size_fix: str | None
+    audio: str | None
+    thumbnails: int
+    processes: list[ProcessStats] = field(default_factory=list)
+    workers: list[WorkerStats] = field(default_factory=list)
+    #: Seconds the task spent in each phase (`Phase`).
+    phase_seconds: dict[Phase, float] = field(default_factory=dict)
+    #: Seconds spent in each stage, by its name, summed over frames (and a pool's workers).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Frames an earlier, interrupted run had finished (`--resume`); `frames` includes them.
+    resumed_frames: int = 0
+
+    @property
+    def compression_ratio(self) -> float:
+        """Input size divided by output size (above 1 means the output is smaller)."""
+        return self.input_bytes / self.output_bytes if self.output_bytes else 0.0
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Every phase and stage with its seconds, as `report.json` lists them: the phases by
+        their names, each stage as "stage <name>"."""
+        phases = {phase.value: spent for phase, spent in self.phase_seconds.items()}
+        stages = {f"{_STAGE}{name}": spent for name, spent in self.stage_seconds.items()}
+        return {**phases, **stages}
+
+    def bottleneck(self) -> tuple[str, float]:
+        """The phase that took the task's thread the most time, and its share of the task.
+
+        When the thread mostly waited for a frame pool, the pool's slowest stage is named.
+        """
+        if not (self.phase_seconds or self.stage_seconds) or self.seconds <= 0:
+            return ("", 0.0)
+        pooled = self.phase_seconds.get(Phase.POOL, 0.0) > 0
+        # With a pool, stage and copy times are summed over its workers, not the task's thread.
+        own = {
+            phase.value: spent
+            for phase, spent in self.phase_seconds.items()
+            if phase is not (Phase.COPY if pooled else Phase.POOL)
+        }
+        if not pooled:
+            own.update({f"{_STAGE}{name}": spent for name, spent in self.stage_seconds.items()})
+        phase, spent = max(own.items(), key=lambda item: item[1])
+        if phase == Phase.POOL and self.stage_seconds:
+            slowest = max(self.stage_seconds, key=lambda name: self.stage_seconds[name])
+            phase = f"waiting for the pool's {_STAGE}{slowest}"
+        # Segments add up the phases of pieces that ran side by side: their sum can pass the
+        # task's wall time, and is then the whole the share is taken of.
+        return (phase, spent / max(self.seconds, sum(own.values())))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        del data["name"], data["processes"], data["phase_seconds"], data["stage_seconds"]
+        data["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        data["timings"] = self.timings
+        data["compression_ratio"] = round(self.compression_ratio, 4)
+        return data
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any) -> TaskResult:
+        """The result `to_dict` described (its processes are not kept); `ValueError` saying
+        what is wrong when `data` is not one (a field missing or of another type)."""
+        skip = frozenset({"name", "processes", "fps", "phase_seconds", "stage_seconds"})
+        values = _typed_fields(cls, data, skip=skip)
+        values["workers"] = [
+            WorkerStats(**_typed_fields(WorkerStats, w)) for w in values.get("workers", [])
+        ]
+        if not isinstance(data.get("fps"), str):
+            raise ValueError(
+                f"TaskResult.fps must be a rate such as '25/1', got {data.get('fps')!r}"
+            )
+        try:
+            values["fps"] = Fraction(data["fps"])
+        except (ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"TaskResult.fps: {exc}") from exc
+        timings = data.get("timings", {})
+        if not _is(timings, "dict[str, float]"):
+            raise ValueError(f"TaskResult.timings must map names to seconds, got {timings!r}")
+        phases = {p.value for p in Phase}
+        values["phase_seconds"] = {Phase(k): v for k, v in timings.items() if k in phases}
+        values["stage_seconds"] = {
+            k.removeprefix(_STAGE): v for k, v in timings.items() if k.startswith(_STAGE)
+        }
+        return cls(name=name, **values)
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """What one node of a cluster did in a run (`ray` layout): segments run, their frames and
+    seconds busy, `bytes_in` (the cuts its segments decoded; a cut both tasks use on one node
+    travels there once) and `bytes_out` (pieces, frame digests and thumbnails sent back)."""
+
+    segments: int = 0
+    frames: int = 0
+    busy_seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+}
+
+
+def _is(value: Any, annotation: str) -> bool:
+    """Whether `value` (from JSON) fits the type `annotation` names, as written in this module:
+    scalars, `X | None`, `list[X]`, `dict[str, X]`, and the dataclasses (as objects)."""
+    if " | " in annotation:
+        return any(_is(value, part) for part in annotation.split(" | "))
+    if annotation.startswith("list["):
+        return isinstance(value, list) and all(_is(v, annotation[5:-1]) for v in value)
+    if annotation.startswith("dict[str, "):
+        inner = annotation[10:-1]
+        return isinstance(value, dict) and all(_is(v, inner) for v in value.values())
+    if annotation in _SCALARS:
+        if isinstance(value, bool) and annotation in ("int", "float"):
+            return False
+        return isinstance(value, _SCALARS[annotation])
+    return isinstance(value, dict)  # a dataclass, checked by its own _typed_fields
+
+
+def _typed_fields(cls: type, data: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields of dataclass `cls` from `data`, each checked against its annotation;
+    `ValueError` naming the first that is missing or of another type. Unknown keys are left."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__} has no '{f.name}'")
+            continue
+        if not _is(data[f.name], str(f.type)):
+            raise ValueError(f"{cls.__name__}.{f.name} must be {f.type}, got {data[f.name]!r}")
+        values[f.name] = data[f.name]
+    return values
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything measured in one run."""
+
+    layout: str
+    wall_seconds: float
+    input: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    processes: list[ProcessStats]
+    environment: dict[str, Any]
+    #: Per node of a cluster (`ray` layout), by host name and node id.
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+
+    @property
+    def peak_rss_bytes_total(self) -> int:
+        """Peak resident memory summed over the processes alive together (`concurrent_peak`)."""
+        return concurrent_peak(self.processes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "wall_seconds": self.wall_seconds,
+            "input": self.input,
+            "tasks": {name: result.to_dict() for name, result in self.tasks.items()},
+            "processes": [dataclasses.asdict(p) for p in self.processes],
+            "peak_rss_bytes_total": self.peak_rss_bytes_total,
+            "environment": self.environment,
+            **(
+                {"nodes": {k: dataclasses.asdict(v) for k, v in self.nodes.items()}}
+                if self.nodes
+                else {}
+            ),
+        }
+
+    def write(self, path: Path) -> None:
+        """Write the report as JSON, atomically."""
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
