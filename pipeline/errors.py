@@ -28,6 +28,7 @@ __all__ = [
     "WorkerCrashed",
     "describe_exit",
     "interrupt_on_signal",
+    "reraise_interrupt",
 ]
 
 
@@ -158,6 +159,14 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise `exc` again if it is an interruption (Ctrl-C, SIGTERM): code that turns whatever a
+    user's stage raised into an error of ours (`BaseException`, `SystemExit` included) must not
+    swallow one."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
 
 
 def interrupt_on_signal(signum: int, frame: object) -> None:

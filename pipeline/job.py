@@ -113,9 +113,10 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     if not plan.tasks:  # resuming a finished job: nothing to do, nothing to touch
         return build_report(plan, time.perf_counter(), {})
     force = plan.options.force
-    with ownership.hold(plan.out_dir, _claim(plan), source=Path(plan.media.path), force=force):
+    claim, source = _claim(plan), Path(plan.media.path)
+    with ownership.hold(plan.out_dir, claim, source=source, force=force, heartbeat=False) as held:
         configure_process(plan.options)
-        watchdog = Watchdog(reporter or NullReporter(), plan.options.stall_timeout)
+        watchdog = Watchdog(reporter or NullReporter(), plan.options.stall_timeout, held.beat)
         try:
             with trace.session("main", plan.trace_dir), watchdog.armed():
                 report = layout.run(plan, watchdog)

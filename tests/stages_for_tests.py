@@ -219,3 +219,56 @@ class Hangs(Stage):
             while True:
                 time.sleep(3600)
         return frame
+
+
+class Abort(BaseException):
+    """Not an `Exception`: what a careless stage might raise."""
+
+
+class RaisesBase(Stage):
+    """Raises `Abort` (a BaseException) on frame `at`, or GeneratorExit in teardown."""
+
+    name = "raises-base"
+
+    def __init__(self, at: int = 3, where: str = "process") -> None:
+        self.at = at
+        self.where = where
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if self.where == "process" and index == self.at:
+            raise Abort(f"aborted at {index}")
+        return frame
+
+    def teardown(self) -> None:
+        if self.where == "teardown":
+            raise GeneratorExit("from teardown")
+
+
+class NoSpec(Stage):
+    """Its output_spec returns None (forgot the return)."""
+
+    name = "no-spec"
+
+    def output_spec(self, spec):  # type: ignore[no-untyped-def]
+        spec.width  # noqa: B018 - computes something, returns nothing
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return frame
+
+
+class SlowHangingTeardown(Stage):
+    """Slow frames, and a teardown that never returns."""
+
+    name = "hanging-teardown"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        time.sleep(0.1)
+        return frame
+
+    def teardown(self) -> None:
+        import time
+
+        while True:
+            time.sleep(3600)

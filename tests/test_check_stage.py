@@ -78,7 +78,7 @@ def test_the_text_report_ends_with_a_verdict(cli) -> None:
         (["nowhere.py:X"], "stage file nowhere.py: no such file"),
         (["warp"], "'warp' is neither a built-in stage"),
         (["resize:height=40", "--size", "big"], "--size must be WIDTHxHEIGHT"),
-        (["resize:height=40", "--frames", "1"], "--frames must be 2 or more"),
+        (["resize:height=40", "--frames", "1"], "--frames must be between 2 and 1000"),
     ],
 )
 def test_a_bad_check_stage_call_is_one_error_line(cli, args, message) -> None:
@@ -94,3 +94,18 @@ def test_a_stage_that_raises_is_one_error_line_naming_it(cli) -> None:
     assert done.stderr.strip() == (
         "error: stage fail-at failed on generated 320x240 frames: ValueError: bad frame 3"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--frames", "100000000"], "--frames must be between 2 and 1000"),
+        (["--size", "100000x100000"], "--size must be at most 8192x8192"),
+        (["--size", "8193x2"], "--size must be at most 8192x8192"),
+        (["--size", "8000x8000", "--frames", "100"], "check-stage keeps at most 1 GB"),
+    ],
+)
+def test_check_stage_refuses_more_frames_than_it_can_hold(args, words, cli) -> None:
+    done = cli.run("check-stage", "resize:height=10", *args, timeout=20)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and words in done.stderr

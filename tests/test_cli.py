@@ -203,12 +203,24 @@ def test_run_writes_outputs_and_report(cli, tmp_path, tiny_clip) -> None:
 
 def test_save_thread_failure_fails_the_run(cli, tmp_path, tiny_clip) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "thumbnails").write_text("a file where the thumbnails folder should be")
+    cli.extra_env["VIDPIPE_FAULT"] = "saver:compress:0:raise"
     done = cli.run("run", tiny_clip, "--out", out, "--layout", "threads")
     assert done.returncode == 1
     assert done.stderr.startswith("error: background save failed")
     assert not (out / "compressed.mp4").exists() and not list(out.glob("*.part"))
+
+
+@pytest.mark.parametrize("where", ["thumbnails", "thumbnails/render"])
+def test_a_file_where_a_folder_goes_is_refused_before_anything_is_written(
+    where, cli, tmp_path, tiny_clip
+) -> None:
+    out = tmp_path / "out"
+    (out / where).parent.mkdir(parents=True, exist_ok=True)
+    (out / where).write_text("a file where vidpipe makes a folder")
+    done = cli.run("run", tiny_clip, "--out", out, "--layout", "threads")
+    _assert_usage_error(done, f"{out / where} is a file where vidpipe makes a folder")
+    assert not (out / "compressed.mp4").exists() and not (out / ".vidpipe").exists()
+    assert (out / where).read_text() == "a file where vidpipe makes a folder"
 
 
 def test_damaged_input_is_processed_and_the_loss_reported(cli, tmp_path, make_clip) -> None:

@@ -140,3 +140,57 @@ def test_compare_touches_only_what_it_wrote(cli, tiny_clip, tmp_path) -> None:
     assert (out / "results.md").read_text().startswith("# Layouts compared")
     assert (out / "notes.txt").read_text() == "mine"
     assert cli.run(*args).returncode == 0, "its own results are replaced without --force"
+
+
+@pytest.mark.timeout(120)
+def test_compare_takes_names_that_look_like_options(cli, tiny_clip, tmp_path) -> None:
+    (tmp_path / "-dash.mp4").write_bytes(tiny_clip.read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "compare", "./-dash.mp4", "--out", "./-cmp",
+         "--layouts", "threads", "--repeat", "1"],
+        capture_output=True, text=True, cwd=tmp_path, env=cli.env(), timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "-cmp" / "results.json").is_file()
+
+
+def test_compare_refuses_a_users_file_among_its_runs_before_running(
+    cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "cmp"
+    user = out / "runs" / "threads-1" / "report.json"
+    user.parent.mkdir(parents=True)
+    user.write_text('{"mine": true}')
+    done = cli.run("compare", tiny_clip, "--layouts", "threads", "--repeat", "1", "--out", out)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {user} exists and was not written by vidpipe: move it away, or pass --force "
+        "to overwrite it"
+    ]
+    assert not (out / "runs" / "serial-1").exists(), "refused before the first run"
+    assert user.read_text() == '{"mine": true}'
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_compare_leaves_nothing_partial(cli, make_clip, tmp_path) -> None:
+    import os
+    import signal
+    import time
+
+    from conftest import assert_tree_gone
+
+    clip = make_clip("slow.mp4", size="320x240", frames=300)
+    out = tmp_path / "cmp"
+    proc = cli.start(
+        "compare", clip, "--layouts", "threads", "--repeat", "1", "--out", out,
+        "--particles", "3000",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not list(out.rglob("*.vidpipe.part")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no run got going"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)  # compare only, as `kill PID` does
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 143, stderr
+    assert_tree_gone(cli.tag)
+    assert not list(out.rglob("*.vidpipe.part")) and not list(out.rglob(".vidpipe-tmp-*"))

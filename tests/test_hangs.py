@@ -118,3 +118,48 @@ def test_a_stopped_process_fails_the_run_naming_it(
     assert re.search(named, lines[0]) and str(stopped.pid) in lines[0], lines[0]
     assert_tree_gone(cli.tag)
     assert not (out / "rendered.mp4").exists() and not list(out.rglob("*.part"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("layout", ["serial", "threads"])
+def test_a_teardown_stuck_for_ever_does_not_hold_an_interrupt(
+    layout, cli, make_clip, tmp_path
+) -> None:
+    clip = make_clip("stuck.mp4", size="160x120", frames=60)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run", clip, "--out", out, "--layout", layout, "--tasks", "render", "--save-every", "1",
+        "--stall-timeout", "0", "--stage", "render:tests.stages_for_tests:SlowHangingTeardown",
+        "--no-progress",
+    )  # fmt: skip
+    _wait_for(out / "thumbnails" / "render" / "frame_000002.jpg", proc)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 4
+    assert_tree_gone(cli.tag)
+    assert not (out / "rendered.mp4").exists() and not list(out.rglob("*.part"))
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_pool_worker_fails_the_run_in_one_line(cli, make_clip, tmp_path) -> None:
+    clip = make_clip("stall.mp4", size="160x120", frames=300)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run", clip, "--out", out, "--layout", "pool", "--workers", "2", "--tasks", "render",
+        "--stall-timeout", "2", "--save-every", "1", "--no-progress",
+    )  # fmt: skip
+    _wait_for(out / "thumbnails" / "render" / "frame_000003.jpg", proc)
+    render = _stop(
+        cli.tag,
+        lambda p: (
+            "vidpipe-pool-0" in " ".join(p.cmdline())
+            or (any("spawn_main" in arg for arg in p.cmdline()) and p.parent().pid != proc.pid)
+        ),
+    )
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "stalled" in lines[0] and str(render.pid) in lines[0], stderr
+    assert_tree_gone(cli.tag)

@@ -232,3 +232,157 @@ def test_vidpipes_own_folder_must_be_a_folder(cli, tiny_clip, tmp_path) -> None:
     done = _run(cli, tiny_clip, "--out", out, "--layout", "serial")
     _one_error_line(done, 2, ".vidpipe")
     assert (out / ".vidpipe").read_bytes() == b"a file of mine"
+
+
+def test_a_file_the_user_replaced_stays_theirs_after_a_run_of_another_task(
+    cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "d"
+    assert _run(cli, tiny_clip, "--out", out, "--layout", "serial").returncode == 0
+    (out / "rendered.mp4").write_bytes(b"the user's own render")
+    done = _run(cli, tiny_clip, "--out", out, "--layout", "serial", "--tasks", "compress")
+    assert done.returncode == 0, done.stderr
+    refused = _run(cli, tiny_clip, "--out", out, "--layout", "serial", "--tasks", "render")
+    _one_error_line(refused, 2, "rendered.mp4", "--force")
+    assert (out / "rendered.mp4").read_bytes() == b"the user's own render"
+
+
+def _killed_run_left(out: Path, claimed: list[str], heartbeat: float) -> None:
+    """What a run SIGKILLed at `heartbeat` (a Unix time) leaves: its claims, never settled."""
+    work = out / ".vidpipe"
+    work.mkdir(parents=True)
+    pending = {"files": claimed, "claims": ["thumbnails/render/frame_*.jpg"], "foreign": {}}
+    manifest = {"vidpipe_manifest": 2, "files": {}, "pending": pending}
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    (work / "lock").write_text("12345\n")
+    os.utime(work / "lock", (heartbeat, heartbeat))
+
+
+def test_a_killed_runs_claims_cover_only_what_it_wrote_before_it_died(
+    cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "d"
+    died = time.time() - 600
+    _killed_run_left(out, ["report.json", "compressed.mp4", "render.checkpoint.json"], died)
+    theirs = out / "compressed.mp4"
+    theirs.write_bytes(b"written by the killed run")
+    os.utime(theirs, (died - 5, died - 5))
+    (out / "report.json").write_text('{"the user": "added this after the kill"}')
+    done = _run(cli, tiny_clip, "--out", out, "--layout", "serial")
+    _one_error_line(done, 2, "report.json", "--force")
+    assert (out / "report.json").read_text() == '{"the user": "added this after the kill"}'
+    (out / "report.json").unlink()
+    done = _run(cli, tiny_clip, "--out", out, "--layout", "serial")
+    assert done.returncode == 0, done.stderr
+    assert theirs.read_bytes() != b"written by the killed run", "vidpipe's own, replaced"
+
+
+def test_a_failed_forced_run_leaves_the_users_file_it_did_not_replace(
+    cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "d"
+    _plant(out, {"rendered.mp4": b"the user's own render"})
+    done = _run(
+        cli, tiny_clip, "--out", out, "--layout", "serial", "--force",
+        "--stage", "render:tests.stages_for_tests:FailAt:at=5",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert (out / "rendered.mp4").read_bytes() == b"the user's own render"
+
+
+@pytest.mark.parametrize("link", [".vidpipe/pieces", ".vidpipe/lock", ".vidpipe/pieces/render"])
+def test_a_link_inside_vidpipes_folder_is_refused(link, cli, make_clip, tmp_path) -> None:
+    clip = make_clip("linked.mp4", size="160x120", frames=150, gop=30)
+    out = tmp_path / "d"
+    assert _run(cli, clip, "--out", out, "--layout", "serial").returncode == 0
+    elsewhere = tmp_path / "user"
+    _plant(elsewhere, {"render/0000.mp4": b"user's", "lock": b"user's lock", "a.txt": b"mine"})
+    target = elsewhere / ("lock" if link.endswith("lock") else "")
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    if (out / link).exists():
+        (out / link).unlink()
+    (out / link).symlink_to(target)
+    done = _run(cli, clip, "--out", out, "--layout", "serial", "--segment-frames", "60")
+    _one_error_line(done, 2, str(out / link), "is a link")
+    assert sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*")) == [
+        "a.txt", "lock", "render", "render/0000.mp4"
+    ]  # fmt: skip
+    assert (elsewhere / "lock").read_bytes() == b"user's lock"
+
+
+def test_runs_starting_together_in_a_new_folder_hold_it_one_at_a_time(tmp_path) -> None:
+    import threading
+
+    from pipeline.errors import FolderInUse
+    from pipeline.plan.ownership import Claim, hold
+
+    for trial in range(20):
+        out = tmp_path / f"new-{trial}"
+        start = threading.Barrier(4)
+        holding, outcomes = [], []
+
+        def attempt(
+            out: Path = out,
+            start: threading.Barrier = start,
+            holding: list[int] = holding,
+            outcomes: list[str] = outcomes,
+        ) -> None:
+            start.wait()
+            try:
+                with hold(out, Claim()):
+                    holding.append(1)
+                    time.sleep(0.05)
+                    assert (out / ".vidpipe" / "manifest.json").is_file()
+                    holding.pop()
+                    outcomes.append("held")
+            except FolderInUse:
+                outcomes.append("refused")
+            except BaseException as exc:  # anything else is the defect
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=attempt) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(set(outcomes)) in (["held"], ["held", "refused"]), outcomes
+        assert (out / ".vidpipe" / "manifest.json").is_file()
+
+
+def test_an_input_named_like_a_partial_output_is_refused(cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "d"
+    source = out / ".clip.vidpipe.part"
+    source.parent.mkdir()
+    source.write_bytes(tiny_clip.read_bytes())
+    done = _run(cli, source, "--out", out, "--layout", "serial")
+    _one_error_line(done, 2, "named like vidpipe's temporary files")
+    assert source.read_bytes() == tiny_clip.read_bytes()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("what", ["checkpoint", "manifest", "layout file"])
+def test_a_fifo_where_vidpipe_reads_a_file_is_refused(what, cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "d"
+    args = ["--layout", "serial"]
+    if what == "layout file":
+        fifo = tmp_path / "layout.toml"
+        args = ["--layout", str(fifo)]
+    elif what == "manifest":
+        assert _run(cli, tiny_clip, "--out", out, "--layout", "serial").returncode == 0
+        fifo = out / ".vidpipe" / "manifest.json"
+        fifo.unlink()
+    else:
+        out.mkdir()
+        fifo = out / "render.checkpoint.json"
+        args += ["--resume"]
+    os.mkfifo(fifo)
+    done = _run(cli, tiny_clip, "--out", out, *args)
+    _one_error_line(done, 2, str(fifo), "not a regular file")
+
+
+def test_a_checkpoint_nested_too_deeply_is_malformed(cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "render.checkpoint.json").write_text("[" * 200_000 + "]" * 200_000)
+    done = _run(cli, tiny_clip, "--out", out, "--layout", "serial", "--resume")
+    _one_error_line(done, 2, "cannot read checkpoint")

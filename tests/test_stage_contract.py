@@ -89,3 +89,41 @@ def test_a_stage_file_calling_sys_exit_is_a_usage_error(
     )  # fmt: skip
     line = _one_error_line(done, 2)
     assert words in line and "quits.py" in line
+
+
+@pytest.mark.parametrize("layout", ["serial", "threads", "hybrid", "pool", "segments"])
+def test_any_error_a_stage_raises_names_the_stage(layout, cli, tiny_clip, tmp_path) -> None:
+    out = tmp_path / "out"
+    done = cli.run(
+        "run", tiny_clip, "--out", out, "--layout", layout, "--workers", "2",
+        "--stage", "render:tests.stages_for_tests:RaisesBase:at=3", "--no-progress",
+    )  # fmt: skip
+    line = _one_error_line(done, 1)
+    assert "stage 'raises-base' failed on frame 3: Abort: aborted at 3" in line
+    assert not (out / "rendered.mp4").exists()
+
+
+def test_generator_exit_in_teardown_fails_the_task_and_leaves_no_output(
+    cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    done = cli.run(
+        "run", tiny_clip, "--out", out, "--layout", "serial",
+        "--stage", "render:tests.stages_for_tests:RaisesBase:where='teardown'",
+    )  # fmt: skip
+    line = _one_error_line(done, 1)
+    assert "stage 'raises-base' failed: teardown() raised GeneratorExit" in line
+    assert not (out / "rendered.mp4").exists()
+
+
+def test_an_output_spec_that_is_not_a_spec_names_the_stage(cli, tiny_clip, tmp_path) -> None:
+    done = cli.run(
+        "run",
+        tiny_clip,
+        "--out",
+        tmp_path / "out",
+        "--stage",
+        "render:tests.stages_for_tests:NoSpec",
+    )
+    line = _one_error_line(done, 2)
+    assert "stage 'no-spec': output_spec() returned NoneType, not a StreamSpec" in line

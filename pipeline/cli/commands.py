@@ -193,15 +193,30 @@ def _yes(value: bool | None, unknown: str = "not checked") -> str:
     return unknown if value is None else "yes" if value else "NO"
 
 
+#: check-stage generates all its frames up front: at most this many, and this many bytes.
+_MAX_CHECK_FRAMES = 1000
+_MAX_CHECK_BYTES = 1 << 30
+
+
 def _cmd_check_stage(args: argparse.Namespace) -> int:
+    from ..config.settings import MAX_FRAME_SIDE
     from ..lab.stagecheck import check_stage
     from ..stages.loader import parse_stage_spec
 
     width, _, height = args.size.partition("x")
-    if not (width.isdigit() and height.isdigit() and int(width) >= 2 and int(height) >= 2):
+    side = MAX_FRAME_SIDE
+    if not (width.isdigit() and height.isdigit() and min(int(width), int(height)) >= 2):
         raise ConfigError(f"--size must be WIDTHxHEIGHT, at least 2x2, got '{args.size}'")
-    if args.frames < 2:
-        raise ConfigError(f"--frames must be 2 or more, got {args.frames}")
+    if max(int(width), int(height)) > side:
+        raise ConfigError(f"--size must be at most {side}x{side}, got '{args.size}'")
+    if not 2 <= args.frames <= _MAX_CHECK_FRAMES:
+        raise ConfigError(f"--frames must be between 2 and {_MAX_CHECK_FRAMES}, got {args.frames}")
+    held = args.frames * int(width) * int(height) * 3
+    if held > _MAX_CHECK_BYTES:
+        raise ConfigError(
+            f"--frames {args.frames} of --size {args.size} would hold {held / 1e9:.1f} GB of "
+            f"frames; check-stage keeps at most {_MAX_CHECK_BYTES / 1e9:.0f} GB"
+        )
     spec = parse_stage_spec(args.stage, f"check-stage '{args.stage}'")
     report = check_stage(spec, width=int(width), height=int(height), count=args.frames)
     if args.json:

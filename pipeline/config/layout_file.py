@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..plan.outdir import read_regular
 from .settings import StageSpec, StartMethod, Transport, thread_limit
 
 __all__ = [
@@ -207,9 +208,12 @@ def read_layout_file(path: str | Path) -> LayoutFile:
     (missing, not TOML, an unknown key or a bad value, a stage that cannot be parsed)."""
     name = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(Path(path)).decode("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"layout file {name}: cannot read it ({exc.strerror})") from exc
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"layout file {name}: cannot read it ({why})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"layout file {name}: nested too deeply to read") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"layout file {name}: not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:

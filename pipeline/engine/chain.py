@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import StageError
+from ..errors import StageError, reraise_interrupt
 from ..instrument import trace
 from ..instrument.faults import fault_at
 from ..stages.base import Stage, StreamSpec
@@ -16,9 +16,9 @@ from ..stages.color import ToBGR, ToI420
 __all__ = ["STAGE_FAILURES", "StageChain", "mismatch"]
 
 
-#: What a stage may raise that fails the stage, not the run: `SystemExit` too (a stage that
-#: calls `sys.exit()` fails like any other). `KeyboardInterrupt` stays an interruption.
-STAGE_FAILURES = (Exception, SystemExit)
+#: What a stage may raise that fails the stage: anything but an interruption, `SystemExit`
+#: and `GeneratorExit` included (a stage that calls `sys.exit()` fails like any other).
+STAGE_FAILURES = BaseException
 
 
 def mismatch(frame: object, spec: StreamSpec) -> str | None:
@@ -40,6 +40,28 @@ def mismatch(frame: object, spec: StreamSpec) -> str | None:
             f"np.ascontiguousarray(frame): expected {expected}"
         )
     return None
+
+
+#: Seconds a stage's teardown gets while the run is being interrupted.
+TEARDOWN_GRACE = 1.0
+
+
+def _within(seconds: float, call: Callable[[], object]) -> None:
+    """Run `call` in a daemon thread for at most `seconds`; raise what it raised. One still
+    running by then is left behind."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the caller below
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="teardown", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if raised:
+        raise raised[0]
 
 
 class StageChain:
@@ -72,6 +94,7 @@ class StageChain:
             try:
                 stage.setup(spec)
             except STAGE_FAILURES as exc:
+                reraise_interrupt(exc)
                 raise StageError(
                     task=self.task, stage=stage.name, index=-1, error=f"setup() raised {exc!r}"
                 ) from exc
@@ -81,12 +104,22 @@ class StageChain:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         """Tear every stage down, also after errors; the first teardown error is raised as a
-        `StageError` unless the chain is already failing with another."""
+        `StageError` unless the chain is already failing with another.
+
+        When the run is being interrupted, each teardown gets `TEARDOWN_GRACE` seconds: one that
+        does not return in time is left running (in a daemon thread, which the process exits
+        without) rather than holding the interruption for ever.
+        """
+        interrupted = isinstance(exc, KeyboardInterrupt)
         failed: StageError | None = None
         for stage in reversed(self._ready):
             try:
-                stage.teardown()
+                if interrupted:
+                    _within(TEARDOWN_GRACE, stage.teardown)
+                else:
+                    stage.teardown()
             except STAGE_FAILURES as err:
+                reraise_interrupt(err)
                 if failed is None:
                     failed = StageError(
                         task=self.task,
@@ -107,6 +140,7 @@ class StageChain:
                 if stage is self._fault_stage:
                     fault_at("stage", self.task, index)
             except STAGE_FAILURES as exc:
+                reraise_interrupt(exc)
                 raise StageError(
                     task=self.task,
                     stage=stage.name,

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import Interrupted, MediaError, StageError
 from ..media.sink import join_pieces
 from ..plan.checkpoints import checkpoint_state, thumbnails_in
+from ..plan.manifest import stamp_of
 from ..plan.outdir import atomic_write_bytes
 from ..plan.pieces import Pieces, Segment, cut_segments, digests_path, piece_frames, read_digests
 from ..plan.tasks import Task
@@ -47,17 +48,20 @@ def _named(task: Task, helpers: Helpers, exc: BaseException) -> BaseException:
 @contextlib.contextmanager
 def _mapped(run: TaskRun, helpers: Helpers, outputs: list[Path]) -> Iterator[FrameMapper]:
     """The task's frame mapper for the block; a media failure is named after the task, and a
-    stage failure leaves none of `outputs` (a stage's teardown may fail after they were
-    complete: the task failed all the same)."""
+    stage failure leaves none of the `outputs` this run wrote (a stage's teardown may fail after
+    they were complete: the task failed all the same). A file that was there before, and that
+    this run did not replace (the user's, under `--force`), stays."""
     task = run.task
+    before = {path: stamp_of(path) for path in outputs}
     try:
         with run.mapper(task.name, task.stages, task.input_spec(run.media)) as mapper:
             yield mapper
     except (MediaError, BrokenPipeError) as exc:
         raise _named(task, helpers, exc) from exc
     except StageError:
-        for path in outputs:
-            path.unlink(missing_ok=True)
+        for path, stamp in before.items():
+            if stamp_of(path) != stamp:
+                path.unlink(missing_ok=True)
         raise
 
 

@@ -129,6 +129,7 @@ def _worker_main(
         os.setpgid(0, 0)
     ffmpeg.share_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while it started
     signal.signal(signal.SIGTERM, interrupt_on_signal)
     die_with_parent()
     message: Result | Failure
@@ -212,7 +213,15 @@ class Supervisor:
         )
         worker = _Worker(name, task or name, role, process, receive, reporter or self._reporter)
         self._workers.append(worker)
-        process.start()
+        # The new process starts with SIGINT blocked (the mask is inherited through fork and
+        # exec): a Ctrl-C to the terminal's process group while it is still importing would
+        # otherwise print a KeyboardInterrupt traceback before it ignores SIGINT. Here the
+        # signal waits, and is raised once the start has returned.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         send.close()  # the worker holds the only write end: its exit shows as EOF here
 
     @property
@@ -294,6 +303,14 @@ class Supervisor:
         for w in started:
             if w.process.is_alive() and not w.finished:  # finished ones are exiting already
                 w.process.terminate()
+                # A stopped worker (SIGSTOP, a debugger) could not act on it: it continues,
+                # so that it cleans up rather than being killed with its resources held.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    assert w.process.pid is not None
+                    if self._own_groups:
+                        os.killpg(w.process.pid, signal.SIGCONT)
+                    else:
+                        os.kill(w.process.pid, signal.SIGCONT)
         deadline = time.monotonic() + STOP_GRACE
         for w in started:
             w.process.join(max(0.0, deadline - time.monotonic()))

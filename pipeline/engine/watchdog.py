@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -38,12 +38,16 @@ class Stalled(PipelineError):
 class Watchdog:
     """A reporter that forwards every hook to `reporter` and notes when frames last moved.
 
-    `armed()` watches the run for the length of a `with` block.
+    `armed()` watches the run for the length of a `with` block, with a thread that also calls
+    `beat` (the output folder's heartbeat, `pipeline.plan.ownership.Held.beat`) every second.
     """
 
-    def __init__(self, reporter: Reporter, timeout: float) -> None:
+    def __init__(
+        self, reporter: Reporter, timeout: float, beat: Callable[[], None] | None = None
+    ) -> None:
         self._reporter = reporter
         self.timeout = timeout
+        self._beat = beat
         self._moved = time.monotonic()
         self._frames: dict[str, int] = {}
         self._finished: set[str] = set()
@@ -73,34 +77,41 @@ class Watchdog:
 
     @contextlib.contextmanager
     def armed(self) -> Iterator[None]:
-        """Watch the run inside the block; a no-op without a timeout or off the main thread."""
-        if self.timeout <= 0 or threading.current_thread() is not threading.main_thread():
+        """Watch the run inside the block. Stalls are watched only with a timeout and from the
+        main thread (they interrupt it with a signal); the heartbeat is kept in any case."""
+        watching = self.timeout > 0 and threading.current_thread() is threading.main_thread()
+        if not watching and self._beat is None:
             yield
             return
-        previous = signal.signal(signal.SIGUSR1, self._on_signal)
+        previous = signal.signal(signal.SIGUSR1, self._on_signal) if watching else None
         self._touch()
-        thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        thread = threading.Thread(target=self._watch, args=(watching,), name="watchdog")
+        thread.daemon = True
         thread.start()
         try:
             yield
         finally:
             self._stop.set()
             thread.join()
-            signal.signal(signal.SIGUSR1, previous)
+            if watching:
+                signal.signal(signal.SIGUSR1, previous)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._verdict is not None:
             verdict, self._verdict = self._verdict, None  # raised once
             raise Stalled(verdict)
 
-    def _watch(self) -> None:
+    def _watch(self, watching: bool) -> None:
         main = threading.main_thread().ident
         assert main is not None
-        while not self._stop.wait(min(1.0, self.timeout / 4)):
-            if time.monotonic() - self._moved >= self.timeout:
+        period = min(1.0, self.timeout / 4) if watching else 1.0
+        while not self._stop.wait(period):
+            if self._beat is not None:
+                self._beat()
+            if watching and time.monotonic() - self._moved >= self.timeout:
                 self._verdict = self._describe()
                 signal.pthread_kill(main, signal.SIGUSR1)
-                return
+                watching = False  # said once; the heartbeat goes on until the run has ended
 
     def _describe(self) -> str:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Interrupted, PipelineError
+from ..engine.supervisor import die_with_parent
+from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
+from ..plan.manifest import foreign_files
 from ..plan.outdir import atomic_write_bytes
 from ..report.results import TaskResult
 
@@ -64,19 +67,50 @@ class LayoutSummary:
     bottlenecks: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
+#: Seconds a run gets to clean up after compare is interrupted, before it is killed.
+STOP_GRACE = 5.0
+
+
 def _run_once(
     source: Path, layout: str, out: Path, options: list[str], trace: bool
 ) -> dict[str, Any]:
-    args = [sys.executable, "-m", "pipeline", "run", str(source), "--out", str(out)]
-    args += ["--layout", layout, "--no-progress", *options]
+    """One `vidpipe run`, in a process tree of its own; its report.
+
+    Paths go as absolute paths (a name like `-dash.mp4` is not an option then). When compare is
+    interrupted, the run is asked to stop as a terminal would (SIGINT, or the SIGTERM compare
+    got) and given `STOP_GRACE` seconds to clean up before it is killed. A run's usage error
+    (exit 2) is compare's usage error; any other failure names the layout.
+    """
+    args = [sys.executable, "-m", "pipeline", "run", str(source.absolute())]
+    args += ["--out", str(out.absolute()), "--layout", layout, "--no-progress", *options]
     if trace:
         args.append("--trace")
     env = {**os.environ, **PINNED_ENV}
-    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-    if done.returncode == 130:
-        raise Interrupted()
-    if done.returncode != 0:
-        raise PipelineError(f"layout '{layout}' failed: {done.stderr.strip()}")
+    with subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # a terminal's Ctrl-C reaches compare, which passes it on once
+        preexec_fn=die_with_parent,  # prctl only: safe between fork and exec
+    ) as child:
+        try:
+            _, stderr = child.communicate()
+        except BaseException as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            child.send_signal(signum)
+            try:
+                child.communicate(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
+    if child.returncode in (130, 143):
+        raise Interrupted(child.returncode - 128)
+    if child.returncode == 2:
+        raise ConfigError(f"layout '{layout}': {stderr.strip().removeprefix('error: ')}")
+    if child.returncode != 0:
+        raise PipelineError(f"layout '{layout}' failed: {stderr.strip()}")
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
 
@@ -187,6 +221,20 @@ def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:
     return options, pinned
 
 
+def _run_folder(out_dir: Path, layout: str, round_: int) -> Path:
+    return out_dir / "runs" / f"{layout}-{round_}"
+
+
+def _check_runs_folders(out_dir: Path, order: list[str], repeat: int) -> None:
+    """Refuse, before the first run, a run's folder holding files vidpipe did not write there
+    (each run would refuse its own only when its turn came)."""
+    for round_ in range(1, repeat + 1):
+        for layout in order:
+            found = foreign_files(_run_folder(out_dir, layout, round_))
+            if found:
+                raise OutputConflict(found, forceable=True)
+
+
 def _rounds(
     source: Path,
     order: list[str],
@@ -202,7 +250,7 @@ def _rounds(
     report: dict[str, Any] = {}
     for round_ in range(1, repeat + 1):
         for layout in order:
-            out = out_dir / "runs" / f"{layout}-{round_}"
+            out = _run_folder(out_dir, layout, round_)
             traced = round_ == repeat
             started = time.perf_counter()
             report = _run_once(source, layout, out, options, traced)
@@ -232,6 +280,8 @@ def compare(
     from ..config.settings import usable_cores
 
     order = ["serial", *[layout for layout in layouts if layout != "serial"]]
+    if "--force" not in options:
+        _check_runs_folders(out_dir, order, repeat)
     options, pinned = _pinned(options)
     runs, report = _rounds(source, order, repeat, out_dir, options, progress)
     summaries = _summaries(runs, usable_cores())

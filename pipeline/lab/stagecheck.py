@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
-from ..errors import PipelineError
+from ..errors import PipelineError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
 
@@ -203,7 +203,8 @@ def check_stage(
         return _check(stage, spec, width, height, count)
     except (PipelineError, KeyboardInterrupt):
         raise
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         raise PipelineError(
             f"stage {stage.name} failed on generated {width}x{height} frames: "
             f"{type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..media.probe import MediaInfo
 from ..report.results import TaskResult
-from .outdir import OutDir
+from .outdir import OutDir, read_regular
 from .pieces import Pieces, Segment, cut_segments, digests_path
 from .tasks import Task
 
@@ -126,11 +126,11 @@ def read_state(path: Path) -> dict[str, Any] | None:
     """The checkpoint at `path`, its shape checked once, here; None when there is none.
     `ConfigError` ("cannot read checkpoint") when it cannot be read or is malformed."""
     try:
-        state = json.loads(path.read_bytes())
+        state = json.loads(read_regular(path))
         _check_state(state)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"--resume: cannot read checkpoint {path} ({exc})") from exc
     return state  # type: ignore[no-any-return]
 

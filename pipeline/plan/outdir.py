@@ -16,6 +16,7 @@ told from the user's files (`temp_files`). What vidpipe owns in DIR, and how a r
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "OutDir",
     "atomic_write_bytes",
     "partial_path",
+    "read_regular",
     "temp_files",
     "thumbnail_name",
 ]
@@ -69,6 +71,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a file vidpipe was told about (a checkpoint, a manifest, a layout file).
+
+    `FileNotFoundError` when there is none; `OSError` when it is not a regular file: a FIFO
+    would block for ever waiting for a writer, a device never end.
+    """
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return path.read_bytes()
 
 
 def partial_path(path: Path) -> Path:

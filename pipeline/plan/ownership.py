@@ -1,124 +1,46 @@
 """What vidpipe owns in its output folder, and how a run holds the folder.
 
-vidpipe touches only what it wrote. Its manifest (`.vidpipe/manifest.json`) records every file
-a run wrote, with its size and modification time when the run ended; a later run removes or
-replaces a file only when the manifest records it and it has not changed since (a file the user
-replaced is the user's). A run claims the paths it will write before it writes them, so that
-what a killed run leaves is known as vidpipe's too. A path vidpipe would write that holds a file
-it did not write is refused (`OutputConflict`, exit 2), unless `force` is given, which
-overwrites exactly those paths. Temporary files carry vidpipe's name (`pipeline.plan.outdir`), and
-only those are swept after a failure.
+vidpipe touches only what it wrote. Its manifest (`pipeline.plan.manifest`) records every file a
+run wrote, with its size and modification time when the run ended; a later run removes or
+replaces a file only when the manifest records it unchanged (a file the user replaced is the
+user's). A run claims what it will write before writing it; a claim left by a killed run covers
+only the files written before its last heartbeat. A path vidpipe would write that holds a file it
+did not write is refused (`OutputConflict`, exit 2) unless `force`, which overwrites exactly those
+paths. Temporary files carry vidpipe's name (`pipeline.plan.outdir`); only those are swept.
 
-A run holds an exclusive `flock` on `.vidpipe/lock` for its whole length: a second run into the
-same folder is refused, naming the first one's pid (`FolderInUse`). The kernel releases the
-lock with the process, so a killed run never leaves a stale lock.
+A run holds an exclusive `flock` on `.vidpipe/lock` while it runs, and touches the file every
+second (its heartbeat): a second run into the folder is refused, naming the first one's pid
+(`FolderInUse`). The kernel releases the lock with the process: a killed run never blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import fnmatch
-import json
 import os
-import shutil
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError, FolderInUse, OutputConflict
-from .outdir import TEMP_PREFIX, WORK, OutDir, atomic_write_bytes, partial_path
+from .manifest import Manifest, Pending, stamp_of
+from .outdir import (
+    WORK,
+    OutDir,
+    atomic_write_bytes,
+)
+from .preflight import check_folders, check_input, check_work
 
-__all__ = ["Claim", "Manifest", "hold"]
+__all__ = ["HEARTBEAT_SECONDS", "Claim", "Held", "hold"]
 
-#: What the manifest's first key says (and its version).
-_MAGIC = "vidpipe_manifest"
-
-Stamp = tuple[int, int]  # (size, mtime_ns): a file as it was when a run ended
-
-
-def _stamp(path: Path) -> Stamp | None:
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
-@dataclass
-class Manifest:
-    """What vidpipe wrote in an output folder.
-
-    `files` maps a path (relative, `/`-separated) to its stamp when the run that wrote it
-    ended, or None while the run that claimed it has not ended (it may have been killed).
-    `claims` are name patterns a run claimed before writing files it could not name in
-    advance (thumbnails); `foreign` are the files that matched a claim but were not
-    vidpipe's when it was made (`--force`), with their stamps.
-    """
-
-    files: dict[str, Stamp | None] = field(default_factory=dict)
-    claims: list[str] = field(default_factory=list)
-    foreign: dict[str, Stamp] = field(default_factory=dict)
-
-    def owns(self, rel: str, stamp: Stamp | None) -> bool:
-        """Whether the file `rel`, now as `stamp`, is vidpipe's."""
-        if rel in self.files:
-            recorded = self.files[rel]
-            return recorded is None or recorded == stamp
-        if any(fnmatch.fnmatchcase(rel, claim) for claim in self.claims):
-            return self.foreign.get(rel) != stamp
-        return False
-
-    @classmethod
-    def load(cls, path: Path) -> Manifest:
-        """The manifest at `path` (an empty one when there is none); `ConfigError` when it
-        cannot be read or is not vidpipe's."""
-        try:
-            data = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--out: cannot read vidpipe's manifest {path} ({exc})") from exc
-        try:
-            return cls._parse(data)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ConfigError(
-                f"--out: {path} is not a vidpipe manifest ({exc}); move it away"
-            ) from exc
-
-    @classmethod
-    def _parse(cls, data: Any) -> Manifest:
-        if not isinstance(data, dict) or data.get(_MAGIC) != 1:
-            raise ValueError(f"no '{_MAGIC}: 1'")
-
-        def stamp(value: Any) -> Stamp | None:
-            if value is None:
-                return None
-            if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
-                return (value[0], value[1])
-            raise TypeError(f"a stamp must be [size, mtime_ns], got {value!r}")
-
-        files, claims, foreign = data["files"], data["claims"], data["foreign"]
-        if not (isinstance(files, dict) and isinstance(foreign, dict)):
-            raise TypeError("'files' and 'foreign' must be objects")
-        if not (isinstance(claims, list) and all(isinstance(c, str) for c in claims)):
-            raise TypeError("'claims' must be a list of patterns")
-        foreign_stamps = {str(k): stamp(v) for k, v in foreign.items()}
-        return cls(
-            files={str(k): stamp(v) for k, v in files.items()},
-            claims=list(claims),
-            foreign={k: v for k, v in foreign_stamps.items() if v is not None},
-        )
-
-    def dump(self) -> bytes:
-        data = {
-            _MAGIC: 1,
-            "files": {k: list(v) if v else None for k, v in sorted(self.files.items())},
-            "claims": self.claims,
-            "foreign": {k: list(v) for k, v in sorted(self.foreign.items())},
-        }
-        return (json.dumps(data, indent=1) + "\n").encode()
+#: How long after a killed run's last heartbeat its own processes may still have written a
+#: file (workers die with their parent, within their stop grace).
+_SLACK_NS = 3_000_000_000
+#: How often a run touches its lock file, so that its last sign of life is known.
+HEARTBEAT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,20 +58,63 @@ class Claim:
     fresh: tuple[Path, ...] = ()
     forbidden: tuple[Path, ...] = ()
 
+    def folders(self) -> set[Path]:
+        """The folders the run writes files into."""
+        return {p.parent for p in self.files} | {folder for folder, _ in self.patterns}
 
-class _Held:
-    """An output folder held by a run: its lock and its manifest."""
 
-    def __init__(self, out: OutDir, manifest: Manifest, lock_fd: int) -> None:
+class Held:
+    """An output folder held by a run: its lock (touched every `HEARTBEAT_SECONDS`), manifest."""
+
+    def __init__(self, out: OutDir, lock_fd: int, *, heartbeat: bool) -> None:
         self.out = out
-        self.manifest = manifest
+        self.manifest = Manifest()
         self._lock_fd = lock_fd
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beating, name="heartbeat", daemon=True)
+        self._beats = heartbeat
+
+    def beat(self) -> None:
+        """A sign of life: the lock file's modification time becomes now."""
+        with contextlib.suppress(OSError):
+            os.utime(self._lock_fd)
+
+    def _beating(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self.beat()
 
     def owns(self, path: Path) -> bool:
         rel = self.out.relative(path)
         if rel.startswith(f"{WORK}/"):
-            return True  # vidpipe's own folder
-        return self.manifest.owns(rel, _stamp(path))
+            return True  # vidpipe's own folder, which holds no links (`check_work`)
+        stamp = stamp_of(path)
+        if self.manifest.files.get(rel) == stamp:
+            return True
+        pending = self.manifest.pending
+        return pending is not None and pending.covers(rel, stamp)
+
+    def adopt(self, heartbeat_ns: int) -> None:
+        """Settle what a killed run claimed: of its claimed files, those written before its
+        last heartbeat (`heartbeat_ns`, plus a slack for its dying workers) were vidpipe's;
+        any written since are not."""
+        pending = self.manifest.pending
+        if pending is None:
+            return
+        for path in self._pending_paths(pending):
+            stamp = stamp_of(path)
+            if stamp is not None and stamp[1] <= heartbeat_ns + _SLACK_NS:
+                self.manifest.files[self.out.relative(path)] = stamp
+        self.manifest.pending = None
+
+    def _pending_paths(self, pending: Pending) -> list[Path]:
+        paths = [self.out.root / rel for rel in pending.files]
+        for claim in pending.claims:
+            folder = self.out.root / claim.rpartition("/")[0]
+            if folder.is_dir() and not folder.is_symlink():
+                paths += [
+                    p for p in folder.iterdir() if pending.covers(self.out.relative(p), stamp_of(p))
+                ]
+        return paths
 
     def conflicts(self, claim: Claim) -> list[Path]:
         """Files the run would write that vidpipe did not write."""
@@ -161,105 +126,79 @@ class _Held:
 
     def remove_owned(self, paths: Iterable[Path]) -> None:
         """Remove the files among `paths` (and in the folders among them) that vidpipe wrote."""
-        for path in paths:
-            if path.is_dir() and not path.is_symlink():
-                for child in sorted(path.rglob("*"), reverse=True):
-                    if (child.is_file() or child.is_symlink()) and self.owns(child):
-                        child.unlink()
-                        self.manifest.files.pop(self.out.relative(child), None)
-                    elif child.is_dir():
-                        with contextlib.suppress(OSError):  # not empty: the user's files
-                            child.rmdir()
-            elif (path.is_file() or path.is_symlink()) and self.owns(path):
-                path.unlink()
-                self.manifest.files.pop(self.out.relative(path), None)
+        for top in paths:
+            real_dir = top.is_dir() and not top.is_symlink()
+            inside = sorted(top.rglob("*"), reverse=True) if real_dir else []
+            for path in [*inside, top]:
+                if path.is_dir() and not path.is_symlink():
+                    with contextlib.suppress(OSError):  # not empty: the user's files
+                        path.rmdir()
+                elif (path.is_file() or path.is_symlink()) and self.owns(path):
+                    path.unlink()
+                    self.manifest.files.pop(self.out.relative(path), None)
 
     def record(self, claim: Claim, conflicts: list[Path]) -> None:
-        """Claim what the run will write, before it writes it."""
-        for path in claim.files:
-            self.manifest.files[self.out.relative(path)] = None
-        for folder, pattern in claim.patterns:
-            rel = f"{self.out.relative(folder)}/{pattern}"
-            if rel not in self.manifest.claims:
-                self.manifest.claims.append(rel)
+        """Claim what the run will write, before it writes it, and start the heartbeat."""
+        pending = Pending(files=[self.out.relative(p) for p in claim.files])
+        pending.claims = [f"{self.out.relative(f)}/{pattern}" for f, pattern in claim.patterns]
         for path in conflicts:  # forced: not vidpipe's until it writes them
-            stamp = _stamp(path)
-            if stamp is not None and not any(path == p for p in claim.files):
-                self.manifest.foreign[self.out.relative(path)] = stamp
+            stamp = stamp_of(path)
+            if stamp is not None and path not in claim.files:
+                pending.foreign[self.out.relative(path)] = stamp
+        self.manifest.pending = pending
         self.save()
+        if self._beats:
+            self._heartbeat.start()
 
     def settle(self) -> None:
-        """Record each claimed file as it is now that the run has ended."""
-        manifest = self.manifest
-        for rel in list(manifest.files):
-            stamp = _stamp(self.out.root / rel)
-            if stamp is None:
-                del manifest.files[rel]
-            else:
-                manifest.files[rel] = stamp
-        for claim in manifest.claims:
-            folder = self.out.root / claim.rpartition("/")[0]
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                rel = self.out.relative(path)
-                if fnmatch.fnmatchcase(rel, claim) and manifest.owns(rel, _stamp(path)):
-                    manifest.files[rel] = _stamp(path)
-        manifest.claims.clear()
-        manifest.foreign.clear()
+        """Record each file this run claimed as it is now that the run has ended; leave the
+        records of other files (another task's output, say) as they were."""
+        pending = self.manifest.pending
+        if pending is None:
+            return
+        files = self.manifest.files
+        for rel in pending.files:
+            files.pop(rel, None)
+        for path in self._pending_paths(pending):
+            stamp = stamp_of(path)
+            if stamp is not None:
+                files[self.out.relative(path)] = stamp
+        self.manifest.pending = None
         self.save()
 
     def save(self) -> None:
         atomic_write_bytes(self.out.manifest, self.manifest.dump())
 
     def release(self) -> None:
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
         os.close(self._lock_fd)
 
 
-def _lock(path: Path) -> int:
-    """Take the folder's lock, or raise `FolderInUse` naming the run that holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(path: Path) -> tuple[int, int]:
+    """Take the folder's lock; (its descriptor, its last heartbeat before this run took it).
+    `FolderInUse` naming the run that holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise ConfigError(f"--out: {path} is a link, and vidpipe's own folder holds none") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip()
         os.close(fd)
         raise FolderInUse(path.parent.parent, int(holder) if holder.isdigit() else None) from None
+    heartbeat = os.fstat(fd).st_mtime_ns
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _check_input(source: Path, out: OutDir, claim: Claim) -> None:
-    """Refuse an input that lies where the run writes or removes files."""
-    real = source.resolve()
-    targets = [*claim.files, *(partial_path(p) for p in claim.files), *claim.fresh]
-    for target in targets:
-        resolved = target.resolve()
-        same = resolved == real
-        with contextlib.suppress(OSError):
-            same = same or os.path.samefile(target, source)
-        if same or (resolved.is_dir() and _inside(real, resolved)):
-            raise ConfigError(
-                f"{source}: the input is where this run writes or removes its output "
-                f"({target}); choose another --out"
-            )
-    for folder in (*claim.forbidden, out.work):
-        if _inside(real, folder.resolve()):
-            raise ConfigError(
-                f"{source}: the input lies in {folder}, a folder vidpipe writes into; move it "
-                "or choose another --out"
-            )
-    if real.parent == out.root.resolve() and real.name.startswith(TEMP_PREFIX):
-        raise ConfigError(f"{source}: the input is named like vidpipe's temporary files")
+    return fd, heartbeat
 
 
 def _prepare_root(out: OutDir) -> bool:
-    """Create DIR if needed and check it; True when vidpipe's own folder had to be created."""
+    """Create DIR if needed and check it; True when this run created vidpipe's own folder."""
     root = out.root
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root}: exists and is not a directory")
@@ -272,47 +211,66 @@ def _prepare_root(out: OutDir) -> bool:
     work = out.work
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         raise ConfigError(f"--out {root}: {work} is not vidpipe's folder (not a directory)")
-    created = not work.exists()
     try:
-        work.mkdir(exist_ok=True)
+        work.mkdir()  # at once: of two runs starting together, one creates it
+    except FileExistsError:
+        return False
     except OSError as exc:
         raise ConfigError(f"--out {root}: cannot create {work} ({exc.strerror})") from exc
-    if (
-        not created
-        and not out.manifest.exists()
-        and any(p.name not in ("lock", "manifest.json") for p in work.iterdir())
-    ):
-        raise ConfigError(
-            f"--out {root}: {work} holds files that are not vidpipe's (no manifest); move it away"
-        )
-    return created
+    return True
+
+
+def _take(out: OutDir, heartbeat: bool) -> tuple[Held, int, bool]:
+    """(The hold, the last heartbeat of the run before, whether this run made `.vidpipe`)."""
+    for attempt in range(3):
+        created = _prepare_root(out)
+        try:
+            fd, last = _lock(out.lock)
+        except FileNotFoundError:  # a refused run removed the folder it had just made
+            if attempt == 2:
+                raise
+            continue
+        return Held(out, fd, heartbeat=heartbeat), last, created
+    raise AssertionError("unreachable")
+
+
+def _undo(out: OutDir, held: Held, created: bool) -> None:
+    """A refused run leaves nothing: the folder it created goes again (its lock first)."""
+    held.release()
+    if created and not out.manifest.exists():
+        out.lock.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # another run's files are in it now
+            out.work.rmdir()
 
 
 @contextlib.contextmanager
 def hold(
-    out_dir: Path, claim: Claim, *, source: Path | None = None, force: bool = False
-) -> Iterator[_Held]:
+    out_dir: Path,
+    claim: Claim,
+    *,
+    source: Path | None = None,
+    force: bool = False,
+    heartbeat: bool = True,
+) -> Iterator[Held]:
     """Hold the output folder for a run that writes what `claim` says.
 
     Before anything is written: refuses an input inside what the run writes (`ConfigError`),
-    takes the folder's lock (`FolderInUse`), refuses files the run would overwrite that vidpipe
-    did not write (`OutputConflict`, unless `force`), then removes what an earlier run left
-    at `claim.fresh` and records the claim. On leaving, also after errors, every claimed file
-    is recorded as it is and the lock is released.
+    takes the folder's lock (`FolderInUse`), settles what a killed run claimed (`Held.adopt`),
+    refuses a file where the run makes a folder, and files the run would overwrite that vidpipe
+    did not write (`OutputConflict`, unless `force`); then removes what an earlier run left at
+    `claim.fresh` and records the claim. With `heartbeat`, a thread touches the lock every
+    second; without, the caller calls `Held.beat` (the run's watchdog does). On leaving, also
+    after errors, every claimed file is recorded as it is and the lock is released.
     """
     out = OutDir(out_dir)
     if source is not None:
-        _check_input(source, out, claim)
-    created = _prepare_root(out)
+        check_input(source, out, claim.files, claim.fresh, claim.forbidden)
+    held, last_beat, created = _take(out, heartbeat)
     try:
-        fd = _lock(out.lock)
-    except BaseException:
-        if created:
-            shutil.rmtree(out.work, ignore_errors=True)
-        raise
-    held = _Held(out, Manifest(), fd)
-    try:
+        check_work(out)
         held.manifest = Manifest.load(out.manifest)
+        held.adopt(last_beat)
+        check_folders(out, claim.folders())
         conflicts = held.conflicts(claim)
         directories = [p for p in conflicts if p.is_dir() and not p.is_symlink()]
         if directories:
@@ -320,9 +278,7 @@ def hold(
         if conflicts and not force:
             raise OutputConflict(conflicts, forceable=True)
     except BaseException:
-        held.release()
-        if created:
-            shutil.rmtree(out.work, ignore_errors=True)
+        _undo(out, held, created)
         raise
     try:
         held.remove_owned(claim.fresh)

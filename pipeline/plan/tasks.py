@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..config.options import RunOptions
 from ..config.settings import MAX_FRAME_SIDE, EncoderSettings, StageSpec
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, reraise_interrupt
 from ..media.probe import MediaInfo
 from ..stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
@@ -84,11 +84,30 @@ TASK_BUILDERS: dict[str, Callable[[RunOptions, MediaInfo], Task]] = {
 }
 
 
+def _declared_output(task: Task, media: MediaInfo) -> StreamSpec:
+    """The frames the task's stages say they make (`Stage.output_spec`), each stage's answer
+    checked: `ConfigError` naming the stage when it raises (it rejects the frames) or returns
+    anything but a `StreamSpec`."""
+    spec = task.input_spec(media)
+    for stage in task.stages:
+        try:
+            out = stage.output_spec(spec)
+        except BaseException as exc:
+            reraise_interrupt(exc)
+            raise ConfigError(
+                f"task '{task.name}': stage '{stage.name}': {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(out, StreamSpec):
+            raise ConfigError(
+                f"task '{task.name}': stage '{stage.name}': output_spec() returned "
+                f"{type(out).__name__}, not a StreamSpec"
+            )
+        spec = out
+    return spec
+
+
 def _with_even_size(task: Task, media: MediaInfo) -> Task:
-    try:
-        spec = task.output_spec(media)
-    except (Exception, SystemExit) as exc:  # a stage's output_spec rejects the frames
-        raise ConfigError(f"task '{task.name}': {type(exc).__name__}: {exc}") from exc
+    spec = _declared_output(task, media)
     if not (2 <= spec.width <= MAX_FRAME_SIDE and 2 <= spec.height <= MAX_FRAME_SIDE):
         stages = ", ".join(stage.name for stage in task.stages)
         raise ConfigError(

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.settings import StageSpec
-from ..errors import ConfigError
+from ..errors import ConfigError, reraise_interrupt
+from ..plan.outdir import read_regular
 from .base import Stage
 
 __all__ = ["StageSpec", "build_stage", "load_stage_class", "parse_stage_spec", "parse_task_stage"]
@@ -93,9 +94,10 @@ class _FileModules:
     @classmethod
     def load(cls, path: Path) -> types.ModuleType:
         try:
-            source = path.read_text(encoding="utf-8")
+            source = read_regular(path).decode("utf-8")
         except OSError as exc:
-            raise ConfigError(f"stage file {path}: cannot read it ({exc.strerror})") from exc
+            why = exc.strerror or str(exc)
+            raise ConfigError(f"stage file {path}: cannot read it ({why})") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"stage file {path}: not UTF-8 text ({exc.reason})") from exc
         return cls.from_source(source, str(path))
@@ -112,7 +114,8 @@ class _FileModules:
             sys.modules[name] = module  # before exec: dataclasses and pickle look it up
             try:
                 exec(compile(source, filename, "exec"), module.__dict__)
-            except (Exception, SystemExit) as exc:
+            except BaseException as exc:
+                reraise_interrupt(exc)
                 del sys.modules[name]
                 line = getattr(exc, "lineno", None)
                 at = f", line {line}" if line else ""
@@ -159,7 +162,8 @@ def _import_module(name: str) -> types.ModuleType:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"stage module '{name}': cannot import it ({exc})") from exc
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         raise ConfigError(f"stage module '{name}': {type(exc).__name__}: {exc}") from exc
 
 
@@ -204,7 +208,8 @@ def build_stage(spec: StageSpec) -> Stage:
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stage {spec.ref}: {exc}") from exc
-    except (Exception, SystemExit) as exc:  # the stage's own code failed building it
+    except BaseException as exc:  # the stage's own code failed building it
+        reraise_interrupt(exc)
         raise ConfigError(
             f"stage {spec.ref}: building it raised {type(exc).__name__}: {exc}"
         ) from exc

@@ -1,0 +1,95 @@
+"""What a run checks before it writes anything in its output folder.
+
+The input must not lie where the run writes or removes files; no file may stand where the run
+makes a folder; and vidpipe's own folder (`.vidpipe`) must hold no links and be vidpipe's.
+Each refusal is a `ConfigError` (exit 2) naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import ConfigError
+from .outdir import PART_SUFFIX, TEMP_PREFIX, OutDir, partial_path
+
+__all__ = ["check_folders", "check_input", "check_work"]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder == path or folder in path.parents
+
+
+def _vidpipe_named(path: Path) -> bool:
+    """Whether `path` is named like vidpipe's temporary files (swept after a failure)."""
+    name = path.name
+    return name.startswith(TEMP_PREFIX) or (name.startswith(".") and name.endswith(PART_SUFFIX))
+
+
+def check_input(
+    source: Path,
+    out: OutDir,
+    written: Iterable[Path],
+    removed: Iterable[Path],
+    within: Iterable[Path],
+) -> None:
+    """Refuse an input that lies where the run writes files (`written`), removes them (`removed`,
+    files or folders), or in the folders it writes into (`within`)."""
+    real = source.resolve()
+    written = list(written)
+    targets = [*written, *(partial_path(p) for p in written), *removed]
+    for target in targets:
+        resolved = target.resolve()
+        same = resolved == real
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(target, source)
+        if same or (resolved.is_dir() and _inside(real, resolved)):
+            raise ConfigError(
+                f"{source}: the input is where this run writes or removes its output "
+                f"({target}); choose another --out"
+            )
+    for folder in (*within, out.work):
+        if _inside(real, folder.resolve()):
+            raise ConfigError(
+                f"{source}: the input lies in {folder}, a folder vidpipe writes into; move it "
+                "or choose another --out"
+            )
+    if _vidpipe_named(real) and _inside(real, out.root.resolve()):
+        raise ConfigError(
+            f"{source}: the input is named like vidpipe's temporary files, which a failed run "
+            "removes; rename it"
+        )
+
+
+def check_folders(out: OutDir, folders: Iterable[Path]) -> None:
+    """Refuse a file where the run makes a folder (`thumbnails`, say), before it writes."""
+    root = out.root
+    for folder in sorted(folders):
+        for at in (folder, *folder.parents):
+            if at == root or root not in at.parents:
+                break
+            if (at.exists() or at.is_symlink()) and not at.is_dir():
+                raise ConfigError(
+                    f"--out {root}: {at} is a file where vidpipe makes a folder; move it away"
+                )
+
+
+def check_work(out: OutDir) -> None:
+    """vidpipe's own folder (checked under the lock) holds no links, so that what vidpipe
+    removes there cannot reach the user's files through one; and it is vidpipe's: it has a
+    manifest, or nothing but a lock."""
+    work = out.work
+    for folder, dirs, files in os.walk(work):
+        for name in (*dirs, *files):
+            if os.path.islink(os.path.join(folder, name)):
+                raise ConfigError(
+                    f"--out {out.root}: {Path(folder) / name} is a link, and vidpipe's own "
+                    "folder holds none; remove it"
+                )
+    if not out.manifest.exists() and any(p.name != "lock" for p in work.iterdir()):
+        raise ConfigError(
+            f"--out {out.root}: {work} holds files that are not vidpipe's (no manifest); "
+            "move it away"
+        )
