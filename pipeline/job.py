@@ -16,6 +16,7 @@ from .engine.shm import ring_name, sweep
 from .engine.watchdog import Watchdog
 from .errors import ConfigError
 from .instrument import trace
+from .instrument.cpusampler import CpuSampler
 from .layouts import load_layout
 from .layouts.base import Layout
 from .plan import ownership
@@ -118,7 +119,7 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
         configure_process(plan.options)
         watchdog = Watchdog(reporter or NullReporter(), plan.options.stall_timeout, held.beat)
         try:
-            with trace.session("main", plan.trace_dir), watchdog.armed():
+            with trace.session("main", plan.trace_dir), watchdog.armed(), CpuSampler():
                 report = layout.run(plan, watchdog)
             if plan.trace_dir is not None:
                 trace.merge(plan.trace_dir, plan.out.trace)

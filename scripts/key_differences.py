@@ -10,7 +10,9 @@ DIR/key_differences.json (the raw numbers) and DIR/key_differences.png (a chart 
   bare and with the pipeline's imports (numpy, OpenCV) in the child;
 - memory: extra resident and unique memory of a process vs a thread doing the same work;
 - CPU utilisation: speedup with 1..N threads vs 1..N processes on pure-Python work and on
-  OpenCV work (OpenCV pinned to one thread per worker);
+  OpenCV work (OpenCV pinned to one thread per worker); and inside the pipeline, the share of its
+  time the render task's animate stage (the gil-bound workload) waited for the GIL under serial,
+  threads, hybrid and pool;
 - communication: frames/s through a thread queue, a pickle queue, and shared memory;
 - task type: the two tasks of the pipeline as independent processes vs threads of one process.
 
@@ -171,24 +173,21 @@ def communication(size: str, frames: int) -> dict[str, float]:
     }
 
 
+def _clip(folder: Path, frames: int) -> Path:
+    clip = folder / "clip.mp4"
+    subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent / "make_sample.py"), str(clip),
+         "--size", "640x360", "--frames", str(frames)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return clip
+
+
 def task_type(frames: int) -> dict[str, float]:
     """Wall seconds of the two pipeline tasks as threads of one process vs as two processes."""
-    root = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "clip.mp4"
-        subprocess.run(
-            [
-                sys.executable,
-                str(root / "make_sample.py"),
-                str(clip),
-                "--size",
-                "640x360",
-                "--frames",
-                str(frames),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        clip = _clip(Path(tmp), frames)
         out = {}
         for layout in ("threads", "processes", "threads", "processes"):
             done = subprocess.run(
@@ -218,9 +217,36 @@ def task_type(frames: int) -> dict[str, float]:
     return {layout: statistics.median(walls) for layout, walls in out.items()}
 
 
+#: The layouts whose GIL waits the note's CPU row shows.
+GIL_LAYOUTS = ("serial", "threads", "hybrid", "pool")
+
+
+def gil_in_pipeline(frames: int, samples: int) -> dict[str, float]:
+    """The share of its time the animate stage waited for the GIL (blocked, `cpu_breakdown`)
+    on the gil-bound workload, per layout, with 2 workers."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="vidpipe-keydiff-") as tmp:
+        clip = _clip(Path(tmp), frames)
+        for layout in GIL_LAYOUTS:
+            folder = Path(tmp) / layout
+            subprocess.run(
+                [sys.executable, "-m", "pipeline", "run", str(clip), "--out", str(folder),
+                 "--layout", layout, "--workload", "gil-bound", "--samples", str(samples),
+                 "--tasks", "render", "--workers", "2", "--no-progress"],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            report = json.loads((folder / "report.json").read_text())
+            animate = report["tasks"]["render"]["cpu_breakdown"]["animate"]
+            total = animate["on_cpu"] + (animate["waiting_for_core"] or 0) + animate["blocked"]
+            out[layout] = animate["blocked"] / total if total else 0.0
+    return out
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     c, m, s = results["creation_ms"], results["memory"], results["scaling"]
     comm, tasks = results["communication_fps"], results["task_type_seconds"]
+    g = results["gil_wait"]
     n = results["max_workers"]
     rows = [
         (
@@ -242,7 +268,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             "the GIL stops threads from using several cores",
             f"{n} threads: {s['python threads'][n]:.2f}x on pure Python, "
             f"{s['opencv threads'][n]:.2f}x on OpenCV; {n} processes: "
-            f"{s['python processes'][n]:.2f}x and {s['opencv processes'][n]:.2f}x",
+            f"{s['python processes'][n]:.2f}x and {s['opencv processes'][n]:.2f}x. In the "
+            "pipeline (gil-bound), the animate stage waited for the GIL "
+            + ", ".join(f"{share:.0%} of its time under {layout}" for layout, share in g.items()),
         ),
         (
             "Creation overhead",
@@ -354,6 +382,7 @@ def main() -> int:
             lambda: cpu_scaling(workers, 200_000 if quick else 20_000_000, 4 if quick else 200),
         ),
         ("communication_fps", lambda: communication(results["frame_size"], 20 if quick else 200)),
+        ("gil_wait", lambda: gil_in_pipeline(12 if quick else 100, 20 if quick else 400)),
         ("task_type_seconds", lambda: task_type(10 if quick else 200)),
     ]
     for key, step in steps:

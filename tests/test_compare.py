@@ -49,9 +49,12 @@ def test_compare_writes_results_table_and_charts(cli, tiny_clip, tmp_path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "| layout | wall s |" in done.stdout and "[6/6] pool" in done.stderr
+    assert "| GIL wait |" in done.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["layouts"] == ["serial", "threads", "pool"]
     assert results["frames_match_serial"] is True
+    assert all(0 <= s["gil_wait"] <= 1 for s in results["summaries"])
+    assert all(0 <= r["gil_wait"] <= 1 and r["verdicts"] for r in results["runs"])
     assert len(results["runs"]) == 6 and sum(r["traced"] for r in results["runs"]) == 3
     env = results["environment"]
     assert {

@@ -85,7 +85,10 @@ def test_key_differences_measures_every_row_of_the_table(tmp_path) -> None:
         "shared memory",
     }
     assert set(results["task_type_seconds"]) == {"threads", "processes"}
+    assert set(results["gil_wait"]) == {"serial", "threads", "hybrid", "pool"}
+    assert all(0 <= share <= 1 for share in results["gil_wait"].values())
     table = (tmp_path / "key_differences.md").read_text()
+    assert "the animate stage waited for the GIL" in table
     for row in ("Task type", "Memory", "CPU utilisation", "Creation overhead", "Communication"):
         assert f"| {row} |" in table
     assert (tmp_path / "key_differences.png").read_bytes()[:4] == b"\x89PNG"

@@ -104,9 +104,9 @@ def _print_report(report: RunReport) -> None:
             f"{_megabytes(work.bytes_out)} out"
         )
     for name, t in report.tasks.items():
-        phase, share = t.bottleneck()
-        if phase:
-            print(f"{name}: most time went to {phase} ({share:.0%} of {t.seconds:.2f} s)")
+        verdict = t.verdict()
+        if verdict:
+            print(f"{name}: {verdict}")
 
 
 #: The charts `compare` draws into its output folder.
@@ -117,7 +117,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ..config.settings import usable_cores
     from ..config.workloads import WORKLOADS
     from ..lab.compare import compare
-    from ..lab.plots import speedup_chart, timeline_chart
+    from ..lab.plots import speedup_chart
+    from ..lab.timeline import timeline_chart
     from ..layouts import LAYOUTS, load_layout
     from ..media.probe import probe as probe_input
     from ..plan import ownership
@@ -225,9 +226,9 @@ def _cmd_check_stage(args: argparse.Namespace) -> int:
     independent = "declared yes" if report.frame_independent else "declared no: runs in order"
     speed = (
         "not measured (one usable core)"
-        if report.speedup_2_threads is None
-        else f"{_yes(report.releases_gil, 'partly')}: 2 threads {report.speedup_2_threads:.2f}x "
-        "as fast as 1"
+        if report.speedup_2_threads is None or report.gil_share is None
+        else f"{_yes(report.releases_gil, 'partly')}: holds it {report.gil_share:.0%} of its CPU "
+        f"time; 2 threads {report.speedup_2_threads:.2f}x as fast as 1"
     )
     rows = [
         ("stage", f"{report.stage} ({report.spec})"),

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ..errors import StageError, reraise_interrupt
-from ..instrument import trace
+from ..instrument import cpuclock, trace
+from ..instrument.cpuclock import CpuLedger
 from ..instrument.faults import fault_at
 from ..stages.base import Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
@@ -85,8 +86,8 @@ class StageChain:
         # the colour conversion that the planner may have put behind it.
         own = [stage for stage in stages if not isinstance(stage, ToBGR | ToI420)]
         self._fault_stage: Stage | None = (own or list(stages))[-1] if stages else None
-        self.seconds: dict[str, float] = {}  # time in each stage, summed over frames
-        self._lock = threading.Lock()  # frame pools apply from several threads
+        #: Each stage's time on frames, by stage name: wall, on a CPU, waiting for a core.
+        self.cpu = CpuLedger()  # frame pools apply from several threads: it has a lock
 
     def __enter__(self) -> StageChain:
         spec = self.spec
@@ -132,9 +133,14 @@ class StageChain:
         if failed is not None and exc is None:
             raise failed
 
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Wall time in each stage, summed over frames (and threads)."""
+        return {name: spent.wall / 1e9 for name, spent in self.cpu.snapshot().items()}
+
     def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         for stage, spec in zip(self.stages, self._specs, strict=True):
-            begin = trace.now()
+            begin = cpuclock.read()
             try:
                 frame = stage.process(frame, index)
                 if stage is self._fault_stage:
@@ -150,10 +156,18 @@ class StageChain:
             wrong = mismatch(frame, spec)
             if wrong is not None:
                 raise StageError(task=self.task, stage=stage.name, index=index, error=wrong)
-            end = trace.now()
-            with self._lock:
-                self.seconds[stage.name] = self.seconds.get(stage.name, 0.0) + (end - begin) / 1e9
-            trace.span(stage.name, "stage", begin, end, frame=index)
+            end = cpuclock.read()
+            spent = self.cpu.add(stage.name, begin, end)
+            trace.span(
+                stage.name,
+                "stage",
+                begin.wall,
+                end.wall,
+                frame=index,
+                on_cpu_ns=spent.on_cpu,
+                waiting_ns=spent.waiting,
+                blocked_ns=spent.blocked,
+            )
         return frame
 
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[tuple[int, np.ndarray]]:

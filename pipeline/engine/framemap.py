@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..instrument import trace
+from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats
 from ..report.results import WorkerStats
 from ..stages.base import StreamSpec
@@ -78,9 +79,14 @@ class FrameMapper(abc.ABC):
         #: Time the task's thread waited for a pool's results.
         self.wait_seconds = 0.0
 
-    def stage_seconds(self) -> dict[str, float]:
-        """Time spent in each stage, summed over frames and workers."""
+    def stage_cpu(self) -> dict[str, CpuTime]:
+        """Where each stage's time went (`pipeline.instrument.cpuclock`), by stage name, summed
+        over frames and over every thread or process that ran it."""
         return {}
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall time in each stage, summed over frames and workers."""
+        return {name: spent.wall / 1e9 for name, spent in self.stage_cpu().items()}
 
     def buffers(self) -> list[np.ndarray] | None:
         """Buffers the decoder must read into (a shared-memory ring), or None for its own."""
@@ -135,8 +141,8 @@ class InlineMapper(FrameMapper):
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         return self._chain.map(frames, start)
 
-    def stage_seconds(self) -> dict[str, float]:
-        return dict(self._chain.seconds)
+    def stage_cpu(self) -> dict[str, CpuTime]:
+        return self._chain.cpu.snapshot()
 
 
 #: Which mapper runs a task's stages, chosen per task (a `pipeline.plan.tasks.Task`).
@@ -188,8 +194,8 @@ class ThreadMapper(FrameMapper):
             for name, (frames, busy) in sorted(self._stats.items())
         ]
 
-    def stage_seconds(self) -> dict[str, float]:
-        return dict(self._chain.seconds)
+    def stage_cpu(self) -> dict[str, CpuTime]:
+        return self._chain.cpu.snapshot()
 
     def _apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         started = time.perf_counter()

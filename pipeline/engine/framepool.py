@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config.settings import Transport
 from ..instrument import trace
+from ..instrument.cpuclock import CpuLedger, CpuTime
 from ..instrument.procstats import self_stats
 from ..report.reporters import NullReporter
 from ..report.results import WorkerStats
@@ -55,7 +56,7 @@ def _pool_worker(
     jobs: Any,
     opencv_threads: int | None,
     trace_dir: Path | None,
-) -> tuple[WorkerStats, Any, dict[str, float]]:
+) -> tuple[WorkerStats, Any, dict[str, CpuTime]]:
     with trace.session(f"pool worker {name} of {task}", trace_dir):
         if opencv_threads is not None:
             cv2.setNumThreads(opencv_threads)
@@ -96,7 +97,7 @@ def _pool_worker(
         stats = WorkerStats(
             name, os.getpid(), frames, busy_seconds=busy, wait_seconds=waiting, copy_seconds=copying
         )
-        return stats, self_stats(f"pool:{task}"), chain.seconds
+        return stats, self_stats(f"pool:{task}"), chain.cpu.snapshot()
 
 
 class ProcessMapper(FrameMapper):
@@ -133,7 +134,7 @@ class ProcessMapper(FrameMapper):
         self._rings: list[SharedFrameRing] = []
         self._done: dict[int, Any] = {}
         self._in_flight = 0
-        self._stage_seconds: dict[str, float] = {}
+        self._stage_cpu = CpuLedger()
         self._supervisor: Supervisor | None = None
         self._jobs: Any = None
 
@@ -188,11 +189,10 @@ class ProcessMapper(FrameMapper):
                     for _ in range(self._count):
                         self._jobs.put(None)
                     results = self._supervisor.results()
-                    for _, (stats, process, seconds) in sorted(results.items()):
+                    for _, (stats, process, cpu) in sorted(results.items()):
                         self.workers.append(stats)
                         self.processes.append(process)
-                        for name, spent in seconds.items():
-                            self._stage_seconds[name] = self._stage_seconds.get(name, 0) + spent
+                        self._stage_cpu.merge(cpu)
                 self._supervisor.stop()
         finally:
             if self._jobs is not None:
@@ -201,8 +201,8 @@ class ProcessMapper(FrameMapper):
             for ring in self._rings:
                 ring.close()
 
-    def stage_seconds(self) -> dict[str, float]:
-        return dict(self._stage_seconds)
+    def stage_cpu(self) -> dict[str, CpuTime]:
+        return self._stage_cpu.snapshot()
 
     def buffers(self) -> list[np.ndarray] | None:
         return self._rings[0].frames if self._rings else None

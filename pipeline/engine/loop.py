@@ -18,7 +18,8 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import Interrupted
-from ..instrument import trace
+from ..instrument import cpuclock, trace
+from ..instrument.cpuclock import CpuLedger
 from ..instrument.faults import configured, fault_at
 from ..instrument.procstats import ProcessStats
 from ..plan.outdir import OutDir, thumbnail_name
@@ -80,6 +81,8 @@ class Tally:
     threads: set[str] = field(default_factory=set)  # seen in this process while the task ran
     processes: list[ProcessStats] = field(default_factory=list)
     seconds: dict[Phase, float] = field(default_factory=dict)  # by phase
+    #: Where the digest's and the saves' time went (the saves in the save thread).
+    cpu: CpuLedger = field(default_factory=CpuLedger)
 
     @classmethod
     def resuming(cls, frames: int, thumbnails: list[int]) -> Tally:
@@ -99,11 +102,12 @@ class DigestObserver:
         self._tally = tally
 
     def on_frame(self, index: int, frame: np.ndarray) -> None:
-        begin = trace.now()
+        begin = cpuclock.read()
         self.digest.update(frame)
-        end = trace.now()
-        self._tally.add(Phase.DIGEST, (end - begin) / 1e9)
-        trace.span("digest", "digest", begin, end, frame=index)
+        end = cpuclock.read()
+        self._tally.cpu.add("digest", begin, end)
+        self._tally.add(Phase.DIGEST, (end.wall - begin.wall) / 1e9)
+        trace.span("digest", "digest", begin.wall, end.wall, frame=index)
 
 
 class ProgressObserver:
@@ -139,6 +143,19 @@ def _save_thumbnail(task: str, index: int, path: Path, frame: np.ndarray, fmt: P
     save_thumbnail(path, frame, fmt)
 
 
+def measured(ledger: CpuLedger, name: str, job: Callable[[], None]) -> Callable[[], None]:
+    """`job`, its time (in whichever thread runs it) added to `ledger` under `name`."""
+
+    def run() -> None:
+        begin = cpuclock.read()
+        try:
+            job()
+        finally:
+            ledger.add(name, begin, cpuclock.read())
+
+    return run
+
+
 class SaveObserver:
     """Every `every` frames, queues a thumbnail (a copy of the frame) for the save thread, then
     calls `on_save` (a checkpoint); the time taken is the saves phase."""
@@ -165,7 +182,7 @@ class SaveObserver:
         path = self._out.thumbnail(self._task, index)
         self._tally.thumbs, self._tally.latest = self._tally.thumbs + 1, path.name
         job = partial(_save_thumbnail, self._task, index, path, frame.copy(), self._fmt)
-        self._saver.submit(job)
+        self._saver.submit(measured(self._tally.cpu, "saves", job))
         if self._on_save is not None:
             self._on_save()
         self._tally.add(Phase.SAVES, (trace.now() - begin) / 1e9)

@@ -24,12 +24,12 @@ from ..plan.manifest import stamp_of
 from ..plan.outdir import atomic_write_bytes
 from ..plan.pieces import Pieces, Segment, cut_segments, digests_path, piece_frames, read_digests
 from ..plan.tasks import Task
-from ..report.results import Phase, TaskResult
+from ..report.results import CpuBreakdown, Phase, TaskResult
 from .digest import FrameDigest
 from .encode import encode
 from .framemap import FrameMapper
 from .helpers import Helpers
-from .loop import Tally
+from .loop import Tally, measured
 from .saves import write_checkpoint
 from .taskrun import TaskRun
 
@@ -77,17 +77,14 @@ def _result(
 ) -> TaskResult:
     task, media = run.task, run.media
     out_spec = task.output_spec(media)
-    seconds = tally.seconds
-    phases: dict[Phase, float] = {
-        phase: spent for phase, spent in seconds.items() if phase is not Phase.ENCODE
-    }
-    phases |= {
+    seconds = {
+        **tally.seconds,
         Phase.POOL: mapper.wait_seconds,
-        Phase.COPY: sum(w.copy_seconds for w in mapper.workers),
-        Phase.DIGEST: seconds.get(Phase.DIGEST, 0.0),
-        **({Phase.ENCODE: seconds[Phase.ENCODE]} if Phase.ENCODE in seconds else {}),
-        Phase.SAVES: seconds.get(Phase.SAVES, 0.0),
+        Phase.COPY: sum((w.copy_seconds for w in mapper.workers), 0.0),
+        Phase.DIGEST: tally.seconds.get(Phase.DIGEST, 0.0),
+        Phase.SAVES: tally.seconds.get(Phase.SAVES, 0.0),
     }
+    phases = {phase: seconds[phase] for phase in Phase if phase in seconds}  # in Phase's order
     return TaskResult(
         name=task.name,
         frames=tally.frames,
@@ -111,6 +108,10 @@ def _result(
         phase_seconds=phases,
         stage_seconds=mapper.stage_seconds(),
         resumed_frames=tally.resumed,
+        cpu_breakdown={
+            name: CpuBreakdown.of(spent)
+            for name, spent in {**mapper.stage_cpu(), **tally.cpu.snapshot()}.items()
+        },
     )
 
 
@@ -130,7 +131,8 @@ def _checkpointer(
             pieces=Pieces(pieces.segments, frozenset(done)),
             result=result,
         )
-        helpers.saver.submit_latest(path, partial(write_checkpoint, path, state))
+        job = partial(write_checkpoint, path, state)
+        helpers.saver.submit_latest(path, measured(tally.cpu, "saves", job))
 
     return checkpoint
 

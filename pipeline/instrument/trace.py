@@ -23,8 +23,10 @@ from typing import Any
 from ..plan.outdir import atomic_write_bytes
 
 __all__ = [
+    "active",
     "counter",
     "merge",
+    "name_process",
     "now",
     "session",
     "span",
@@ -34,6 +36,7 @@ __all__ = [
 
 _events: list[dict[str, Any]] | None = None
 _threads: dict[int, str] = {}
+_named: dict[int, str] = {}  # other processes this one names (`name_process`)
 _role = ""
 
 
@@ -47,6 +50,12 @@ def start(role: str) -> None:
     global _events, _role
     _events, _role = [], role
     _threads.clear()
+    _named.clear()
+
+
+def active() -> bool:
+    """Whether this process is recording trace events."""
+    return _events is not None
 
 
 def span(name: str, cat: str, begin: int, end: int, **args: Any) -> None:
@@ -70,12 +79,25 @@ def span(name: str, cat: str, begin: int, end: int, **args: Any) -> None:
     _events.append(event)
 
 
-def counter(name: str, value: float) -> None:
-    """Record the current value of `name` (a queue depth) on this process's counter track."""
+def counter(name: str, value: float, pid: int | None = None) -> None:
+    """Record the current value of `name` (a queue depth) on the counter track of this process,
+    or of process `pid` (one this process watches, such as an ffmpeg child)."""
     if _events is not None:
         _events.append(
-            {"name": name, "ph": "C", "ts": now() / 1000, "pid": os.getpid(), "args": {name: value}}
+            {
+                "name": name,
+                "ph": "C",
+                "ts": now() / 1000,
+                "pid": pid or os.getpid(),
+                "args": {name: value},
+            }
         )
+
+
+def name_process(pid: int, name: str) -> None:
+    """Name process `pid` on the timeline (one that records no events of its own: ffmpeg)."""
+    if _events is not None:
+        _named[pid] = name
 
 
 def write(folder: Path) -> None:
@@ -90,6 +112,10 @@ def write(folder: Path) -> None:
     meta += [
         {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}
         for tid, name in _threads.items()
+    ]
+    meta += [
+        {"name": "process_name", "ph": "M", "pid": other, "args": {"name": f"{name} ({other})"}}
+        for other, name in _named.items()
     ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{pid}.json").write_text(json.dumps(meta + _events))

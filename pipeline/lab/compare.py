@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ..engine.supervisor import die_with_parent
 from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
 from ..plan.manifest import foreign_files
 from ..plan.outdir import atomic_write_bytes
-from ..report.results import TaskResult
+from ..report.results import CPU_PHASES, TaskResult
 
 __all__ = ["LayoutSummary", "Run", "compare", "results_markdown"]
 
@@ -50,6 +50,10 @@ class Run:
     bottlenecks: dict[str, tuple[str, float]]
     traced: bool
     out_dir: str
+    #: Where each task's time went, in words (`TaskResult.verdict`).
+    verdicts: dict[str, str] = field(default_factory=dict)
+    #: The share of all stages' time (every task's) spent blocked: waiting for the GIL.
+    gil_wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class LayoutSummary:
     peak_rss_bytes: int
     efficiency: float
     bottlenecks: dict[str, tuple[str, float]] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
+    gil_wait: float = 0.0
 
 
 #: Seconds a run gets to clean up after compare is interrupted, before it is killed.
@@ -115,6 +121,15 @@ def _run_once(
     return report
 
 
+def _gil_wait(tasks: Iterable[TaskResult]) -> float:
+    """The share of every stage's time, summed over tasks, spent blocked (`CpuBreakdown`)."""
+    stages = [
+        spent for t in tasks for name, spent in t.cpu_breakdown.items() if name not in CPU_PHASES
+    ]
+    wall = sum(s.wall for s in stages)
+    return sum(s.blocked for s in stages) / wall if wall > 0 else 0.0
+
+
 def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out: Path) -> Run:
     tasks = {name: TaskResult.from_dict(name, data) for name, data in report["tasks"].items()}
     return Run(
@@ -126,6 +141,8 @@ def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out:
         peak_rss_bytes=report["peak_rss_bytes_total"],
         digests={name: t.frame_digest for name, t in tasks.items()},
         bottlenecks={name: t.bottleneck() for name, t in tasks.items()},
+        verdicts={name: t.verdict() for name, t in tasks.items()},
+        gil_wait=_gil_wait(tasks.values()),
         traced=traced,
         out_dir=str(out),
     )
@@ -154,6 +171,8 @@ def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
                 peak_rss_bytes=int(statistics.median(r.peak_rss_bytes for r in rs)),
                 efficiency=speedup / cores,
                 bottlenecks=median_run.bottlenecks,
+                verdicts=median_run.verdicts,
+                gil_wait=statistics.median(r.gil_wait for r in rs),
             )
         )
     return out
@@ -182,24 +201,25 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
         f"(GIL {'enabled' if env['gil_enabled'] else 'disabled'}), ffmpeg {env['ffmpeg']}, "
         f"OpenCV {env['opencv']}. Pinned: {pins}.",
         "",
-        "| layout | wall s | frames/s | speedup | CPU % | peak MB | efficiency | bottleneck |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| layout | wall s | frames/s | speedup | CPU % | peak MB | efficiency | GIL wait | "
+        "where the time went |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in summaries:
-        verdicts = "; ".join(
-            f"{task}: {phase} ({share:.0%})" for task, (phase, share) in s.bottlenecks.items()
-        )
+        verdicts = "; ".join(f"{task}: {verdict}" for task, verdict in s.verdicts.items())
         lines.append(
             f"| {s.layout} | {s.wall_seconds:.2f} | {s.frames_per_second:.1f} | "
             f"{s.speedup:.2f}x | {s.cpu_percent:.0f} | {s.peak_rss_bytes / 1e6:.0f} | "
-            f"{s.efficiency:.0%} | {verdicts} |"
+            f"{s.efficiency:.0%} | {s.gil_wait:.0%} | {verdicts} |"
         )
     lines += [
         "",
         "speedup = serial's median wall time / the layout's; CPU % = CPU seconds of every "
         "process / (wall seconds x usable cores); efficiency = speedup / usable cores; "
         "peak MB = peak resident memory summed over the processes alive together; "
-        "bottleneck = where each task's thread spent most of its time.",
+        "GIL wait = the share of the stages' time (every thread and process that ran them) "
+        "spent blocked, not on a CPU nor waiting for one: waiting for the GIL; where the time "
+        "went = each task's bottleneck, or the stage that waited for the GIL most of its time.",
         "",
         f"Ceiling: serial already keeps {serial.cpu_percent:.0f}% of the "
         f"{env['usable_cores']} usable cores busy (ffmpeg runs beside Python), so no layout can "

@@ -7,22 +7,20 @@ on (see `pipeline.stages.base`):
 * deterministic: two fresh instances give the same frames;
 * for a stage that declares itself frame-independent: the same frames when processed in
   reverse order, and when four threads share one instance (as `hybrid` does);
-* whether it releases the GIL: the speedup of 2 threads over 1 on the same work, each thread
-  with its own instance, OpenCV pinned to one thread so the only parallelism is ours (the
-  fastest of 7 interleaved runs of each; needs 2 usable cores).
+* whether it releases the GIL, measured two ways (`pipeline.lab.gilmeter`): the share of its
+  CPU time during which it holds the GIL, beside a thread of pure Python, and the speedup of 2
+  threads over 1 on the same work (needs 2 usable cores); OpenCV pinned to one thread, so the
+  only parallelism is ours.
 
-The recommendation follows: `threads` when the stage releases the GIL (threads run it in
-parallel without copying frames), `processes` when it holds the GIL (only processes run it in
-parallel), `either` when the measurement cannot tell.
+The recommendation follows from both: `threads` when the stage releases the GIL (threads run
+it in parallel without copying frames), `processes` when it holds it (only processes run it in
+parallel), `either` when it does both, or the two measurements disagree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -35,20 +33,12 @@ from ..config.settings import StageSpec, usable_cores
 from ..errors import PipelineError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
+from . import gilmeter
 
-__all__ = ["GIL_FREE_SPEEDUP", "GIL_HELD_SPEEDUP", "StageReport", "check_stage", "generated_frames"]
+__all__ = ["StageReport", "check_stage", "generated_frames"]
 
-#: 2 threads at least this much faster than 1: the stage releases the GIL. Not 2: on a shared
-#: machine whose two CPUs may be hyperthreads of one core, OpenCV blurs measured 1.37x to 1.86x
-#: while stages that hold the GIL measure 0.8x to 1.0x.
-GIL_FREE_SPEEDUP = 1.25
-#: Below this: it holds the GIL. In between, it releases it for part of its work.
-GIL_HELD_SPEEDUP = 1.1
 #: Threads sharing one instance in the thread-safety check.
 SHARING_THREADS = 4
-#: Seconds of work a timing run aims at (one thread), and rounds of it (the fastest counts).
-TIMING_SECONDS = 0.3
-TIMING_ROUNDS = 7
 
 
 @dataclass
@@ -67,6 +57,7 @@ class StageReport:
     order_independent: bool | None  # None: not frame-independent, not checked
     thread_safe: bool | None
     speedup_2_threads: float | None  # None: fewer than 2 usable cores
+    gil_share: float | None  # of its CPU time, holding the GIL; None: fewer than 2 cores
     releases_gil: bool | None
     recommendation: str
     reason: str
@@ -129,65 +120,6 @@ def _shared_by_threads(
             return list(pool.map(one, order))
     finally:
         stage.teardown()
-
-
-def _timed(works: list[Callable[[], None]]) -> float:
-    """Seconds until every one of `works`, each in a thread of its own, has finished."""
-    barrier = threading.Barrier(len(works) + 1)
-    errors: list[BaseException] = []
-
-    def start(work: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            barrier.wait()
-            try:
-                work()
-            except BaseException as exc:  # raised in the caller's thread below
-                errors.append(exc)
-
-        return run
-
-    threads = [threading.Thread(target=start(work)) for work in works]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
-
-
-def _speedup(fresh: Callable[[], Stage], spec: StreamSpec, frames: list[np.ndarray]) -> float:
-    """How much faster 2 threads do the work of 1, each with an instance of its own."""
-    stages = [fresh(), fresh()]
-    for stage in stages:
-        stage.setup(spec)
-
-    def work(stage: Stage, count: int) -> Callable[[], None]:
-        def run() -> None:
-            for k in range(count):
-                i = k % len(frames)
-                stage.process(frames[i].copy(), i)
-
-        return run
-
-    try:
-        # Warm up first: the first passes pay for page faults and lazy set-up (the allocator
-        # settles after a few frames), which would pass for a speedup.
-        _timed([work(stage, 2 * len(frames)) for stage in stages])
-        per_frame = _timed([work(stages[0], len(frames))]) / len(frames)
-        calls = 2 * max(2, min(2000, round(TIMING_SECONDS / max(per_frame, 1e-6) / 2)))
-        ones, twos = [], []
-        for _ in range(TIMING_ROUNDS):  # interleaved: one thread, then two, then again
-            ones.append(_timed([work(stages[0], calls)]))
-            twos.append(_timed([work(stage, calls // 2) for stage in stages]))
-        # The fastest of each: on a shared machine, other work only ever adds time, so the
-        # minimum is the closest to the stage's own cost (as `timeit` reasons).
-        return round(min(ones) / min(twos), 2)
-    finally:
-        for stage in stages:
-            stage.teardown()
 
 
 def check_stage(
@@ -273,13 +205,21 @@ def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -
         if stage.frame_independent:
             order_independent, thread_safe, found = _frame_parallel(spec, stream, frames, reference)
             problems += found
-        speedup = None
+        speedup = share = None
         if usable_cores() >= 2:
-            speedup = _speedup(lambda: build_stage(spec), stream, frames)
+            speedup = gilmeter.speedup(lambda: build_stage(spec), stream, frames)
+            measured = build_stage(spec)
+            measured.setup(stream)
+            try:
+                share = gilmeter.gil_share(measured, stream, frames)
+            finally:
+                measured.teardown()
     finally:
         cv2.setNumThreads(opencv_threads)
 
-    recommendation, reason, releases = _recommend(speedup, picklable, stage.frame_independent)
+    recommendation, reason, releases = _recommend(
+        speedup, share, picklable, stage.frame_independent
+    )
     return StageReport(
         stage=stage.describe(),
         spec=str(spec),
@@ -292,6 +232,7 @@ def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -
         order_independent=order_independent,
         thread_safe=thread_safe,
         speedup_2_threads=speedup,
+        gil_share=share,
         releases_gil=releases,
         recommendation=recommendation,
         reason=reason,
@@ -300,44 +241,32 @@ def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -
 
 
 def _recommend(
-    speedup: float | None, picklable: bool, frame_independent: bool
+    speedup: float | None, share: float | None, picklable: bool, frame_independent: bool
 ) -> tuple[str, str, bool | None]:
-    """(recommendation, why, releases the GIL) from the measured speedup.
+    """(recommendation, why, releases the GIL) from the GIL share and the 2-thread speedup.
 
     A frame-independent stage can be spread over a frame pool (`hybrid` threads, `pool`
     processes) or segments; one that carries state runs in order under every layout, so only
     where its task runs (a thread or a process of its own, beside the other task) matters.
     """
-    if speedup is None:
+    if speedup is None or share is None:
         return "either", "one usable core: whether it releases the GIL cannot be measured", None
     where = (
         ("a thread pool (hybrid)", "a process pool or segments (pool, segments)")
         if frame_independent
         else ("its task in a thread (threads)", "its task in a process (processes)")
     )
-    if speedup >= GIL_FREE_SPEEDUP:
-        return (
-            "threads",
-            f"it releases the GIL ({speedup:.2f}x with 2 threads): threads run it in parallel "
-            f"without copying frames; use {where[0]}",
-            True,
-        )
-    if speedup < GIL_HELD_SPEEDUP:
+    measured = f"it holds the GIL {share:.0%} of its CPU time, 2 threads {speedup:.2f}x as fast"
+    if share <= gilmeter.GIL_FREE_SHARE and speedup >= gilmeter.GIL_HELD_SPEEDUP:
+        why = f"{measured}: threads run it in parallel without copying frames; use {where[0]}"
+        return "threads", why, True
+    if share >= gilmeter.GIL_HELD_SHARE and speedup < gilmeter.GIL_FREE_SPEEDUP:
         if not picklable:
-            return (
-                "threads",
-                "it holds the GIL, but it is not picklable: only threads run it",
-                False,
-            )
-        return (
-            "processes",
-            f"it holds the GIL ({speedup:.2f}x with 2 threads): only processes run it in "
-            f"parallel; use {where[1]}",
-            False,
-        )
+            return "threads", f"{measured}, but it is not picklable: only threads run it", False
+        return "processes", f"{measured}: only processes run it in parallel; use {where[1]}", False
     return (
         "either",
-        f"it releases the GIL for part of its work ({speedup:.2f}x with 2 threads): "
-        "compare threads and processes on your input with `vidpipe compare`",
+        f"{measured}: it releases the GIL for part of its work (or the two measurements "
+        "disagree): compare threads and processes on your input with `vidpipe compare`",
         None,
     )

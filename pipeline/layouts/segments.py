@@ -32,7 +32,7 @@ from ..plan.planner import RunPlan
 from ..plan.tasks import Task
 from ..report.build import build_report
 from ..report.reporters import Reporter
-from ..report.results import RunReport, TaskResult, WorkerStats
+from ..report.results import CpuBreakdown, RunReport, TaskResult, WorkerStats
 from .processes import task_worker, worker_context
 
 __all__ = ["SegmentProgress", "SegmentedRun", "join_segments", "run", "segments_checkpoint"]
@@ -91,14 +91,15 @@ def segments_checkpoint(
 
 
 K = TypeVar("K")
+V = TypeVar("V", float, CpuBreakdown)
 
 
-def _summed(parts: list[dict[K, float]]) -> dict[K, float]:
+def _summed(parts: list[dict[K, V]]) -> dict[K, V]:
     """Each key's values added up over `parts` (keys in the order first seen)."""
-    total: dict[K, float] = {}
+    total: dict[K, V] = {}
     for part in parts:
         for key, value in part.items():
-            total[key] = total.get(key, 0.0) + value
+            total[key] = total[key] + value if key in total else value
     return total
 
 
@@ -145,6 +146,7 @@ def join_segments(
         ],
         phase_seconds=_summed([p.phase_seconds for p in ran]),
         stage_seconds=_summed([p.stage_seconds for p in ran]),
+        cpu_breakdown=_summed([p.cpu_breakdown for p in ran]),
         resumed_frames=sum(
             n for s, n in zip(segments, frames, strict=True) if s.number not in done
         ),

@@ -19,10 +19,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats, concurrent_peak
 from ..plan.outdir import atomic_write_bytes
 
-__all__ = ["NodeStats", "Phase", "RunReport", "TaskResult", "WorkerStats"]
+__all__ = [
+    "CPU_PHASES",
+    "CpuBreakdown",
+    "NodeStats",
+    "Phase",
+    "RunReport",
+    "TaskResult",
+    "WorkerStats",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,44 @@ class Phase(enum.StrEnum):
     ENCODE = "encode"  # blocked handing frames to the encoder
     SAVES = "saves"  # queueing thumbnails and checkpoints
 
+
+@dataclass(frozen=True)
+class CpuBreakdown:
+    """Where a stage's (or a phase's) time went, in seconds, summed over every thread and
+    process that ran it: on a CPU, runnable but waiting for a core (None where the platform
+    cannot tell), and blocked: neither, which in a stage that does no I/O is waiting for the
+    GIL (`pipeline.instrument.cpuclock`)."""
+
+    on_cpu: float
+    waiting_for_core: float | None
+    blocked: float
+
+    @classmethod
+    def of(cls, spent: CpuTime) -> CpuBreakdown:
+        waiting = spent.waiting / 1e9 if spent.waiting is not None else None
+        return cls(spent.on_cpu / 1e9, waiting, spent.blocked / 1e9)
+
+    @property
+    def wall(self) -> float:
+        return self.on_cpu + (self.waiting_for_core or 0.0) + self.blocked
+
+    @property
+    def blocked_share(self) -> float:
+        """The share of the wall time spent blocked."""
+        return self.blocked / self.wall if self.wall > 0 else 0.0
+
+    def __add__(self, other: CpuBreakdown) -> CpuBreakdown:
+        waits = None
+        if self.waiting_for_core is not None and other.waiting_for_core is not None:
+            waits = self.waiting_for_core + other.waiting_for_core
+        return CpuBreakdown(self.on_cpu + other.on_cpu, waits, self.blocked + other.blocked)
+
+
+#: The share of a stage's time spent blocked from which the run names the GIL as where it went.
+GIL_WAIT = 0.4
+
+#: Phases whose time `cpu_breakdown` reports beside the stages'.
+CPU_PHASES = ("digest", "saves")
 
 #: The prefix of a stage's entry in the flat `timings` of `report.json`.
 _STAGE = "stage "
@@ -85,6 +132,9 @@ class TaskResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: Frames an earlier, interrupted run had finished (`--resume`); `frames` includes them.
     resumed_frames: int = 0
+    #: Where each stage's time went, by stage name, and the digest's and the saves'
+    #: (`CPU_PHASES`), summed over every thread and process that ran them.
+    cpu_breakdown: dict[str, CpuBreakdown] = field(default_factory=dict)
 
     @property
     def compression_ratio(self) -> float:
@@ -123,6 +173,28 @@ class TaskResult:
         # task's wall time, and is then the whole the share is taken of.
         return (phase, spent / max(self.seconds, sum(own.values())))
 
+    def gil_wait(self) -> tuple[str, float] | None:
+        """(stage, its blocked share) for the stage that took the most time, when waiting for
+        the GIL was a main part of it: the largest of its three parts, or `GIL_WAIT` of its time
+        (two threads taking turns on it each wait about half); else None."""
+        stages = {k: v for k, v in self.cpu_breakdown.items() if k not in CPU_PHASES}
+        if not stages:
+            return None
+        name, spent = max(stages.items(), key=lambda item: item[1].wall)
+        largest = spent.blocked >= max(spent.on_cpu, spent.waiting_for_core or 0.0)
+        if spent.blocked > 0 and (largest or spent.blocked_share >= GIL_WAIT):
+            return name, spent.blocked_share
+        return None
+
+    def verdict(self) -> str:
+        """Where the task's time went, in words: the bottleneck, or the GIL when a stage spent
+        most of its time waiting for it."""
+        gil = self.gil_wait()
+        if gil is not None:
+            return f"{gil[0]} waited for the GIL {gil[1]:.0%} of its time"
+        phase, share = self.bottleneck()
+        return f"most time went to {phase} ({share:.0%} of {self.seconds:.2f} s)" if phase else ""
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         del data["name"], data["processes"], data["phase_seconds"], data["stage_seconds"]
@@ -135,7 +207,9 @@ class TaskResult:
     def from_dict(cls, name: str, data: Any) -> TaskResult:
         """The result `to_dict` described (its processes are not kept); `ValueError` saying
         what is wrong when `data` is not one (a field missing or of another type)."""
-        skip = frozenset({"name", "processes", "fps", "phase_seconds", "stage_seconds"})
+        skip = frozenset(
+            {"name", "processes", "fps", "phase_seconds", "stage_seconds", "cpu_breakdown"}
+        )
         values = _typed_fields(cls, data, skip=skip)
         values["workers"] = [
             WorkerStats(**_typed_fields(WorkerStats, w)) for w in values.get("workers", [])
@@ -155,6 +229,12 @@ class TaskResult:
         values["phase_seconds"] = {Phase(k): v for k, v in timings.items() if k in phases}
         values["stage_seconds"] = {
             k.removeprefix(_STAGE): v for k, v in timings.items() if k.startswith(_STAGE)
+        }
+        breakdown = data.get("cpu_breakdown", {})
+        if not isinstance(breakdown, dict):
+            raise ValueError(f"TaskResult.cpu_breakdown must be an object, got {breakdown!r}")
+        values["cpu_breakdown"] = {
+            str(k): CpuBreakdown(**_typed_fields(CpuBreakdown, v)) for k, v in breakdown.items()
         }
         return cls(name=name, **values)
 
