@@ -63,6 +63,20 @@ def test_animate_waits_for_the_gil_only_where_threads_share_it(cli, gil_clip, tm
     assert blocked["serial"] < 0.15 and blocked["pool"] < 0.15, blocked
 
 
+@pytest.mark.parametrize(("blocked", "named"), [(0.3, True), (0.1, False)])
+def test_the_verdict_names_the_gil_from_a_quarter_of_a_stage_blocked(blocked, named) -> None:
+    from fractions import Fraction
+
+    from pipeline.report.results import CpuBreakdown, TaskResult
+
+    task = TaskResult(
+        "render", 10, 1.0, "rendered.mp4", "", 1, [], ["animate"], "bgr24", 32, 32,
+        Fraction(25), 1, 1, None, None, 0, stage_seconds={"animate": 1.0},
+        cpu_breakdown={"animate": CpuBreakdown(1.0 - blocked, 0.0, blocked)},
+    )  # fmt: skip
+    assert ("animate waited for the GIL" in task.verdict()) is named, task.verdict()
+
+
 def test_the_trace_shows_each_stage_span_and_ffmpeg_working(cli, tiny_clip, tmp_path) -> None:
     out = tmp_path / "out"
     done = cli.run("run", tiny_clip, "--out", out, "--layout", "processes", "--trace")

@@ -94,7 +94,9 @@ class CpuBreakdown:
 
 
 #: The share of a stage's time spent blocked from which the run names the GIL as where it went.
-GIL_WAIT = 0.4
+#: Two threads taking turns each wait about half; the pool filling and draining, and ffmpeg
+#: taking a core, bring it down to about 0.35 to 0.45 on the gil-bound sample with 2 cores.
+GIL_WAIT = 0.25
 
 #: Phases whose time `cpu_breakdown` reports beside the stages'.
 CPU_PHASES = ("digest", "saves")
