@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from pipeline import RunOptions, StreamSpec, run
+from pipeline import ConfigError, RunOptions, StreamSpec, run
 from pipeline.config.settings import StageSpec
 from pipeline.lab.stagecheck import check_stage, generated_frames
 from pipeline.report.environment import usable_cores
@@ -34,6 +34,7 @@ STAGES = [
     "exercises/solutions/pixelate.py:PixelatePython:block=4",
     "exercises/solutions/pixelate.py:PixelateOpenCV:block=4",
     "exercises/solutions/preview.py:LatestPreview:path={tmp}/preview.jpg",
+    "exercises/solutions/halftone.py:Halftone:block=8",
 ]
 
 
@@ -171,6 +172,18 @@ def test_exercise_7_the_layout_solution_gives_the_serial_frames(cli, tiny_clip, 
         assert done.returncode == 0, done.stderr
     for task in ("compress", "render"):
         assert _digest(tmp_path / "render_pool", task) == _digest(tmp_path / "serial", task)
+
+
+def test_exercise_8_a_halftone_dot_is_as_large_as_its_block_is_dark() -> None:
+    halftone = build_stage(parse_stage_spec("exercises/solutions/halftone.py:Halftone:block=8"))
+    halftone.setup(StreamSpec(64, 48, 25))
+    white = np.full((48, 64, 3), 255, np.uint8)
+    assert (halftone.process(white.copy(), 0) == 255).all()  # no darkness, no dots
+    grey, black = (np.full_like(white, v) for v in (128, 0))
+    inked = [int((halftone.process(f.copy(), 0) < 255).any(axis=2).sum()) for f in (grey, black)]
+    assert 0 < inked[0] < inked[1] < 64 * 48  # darker, larger dots; still dots on white
+    with pytest.raises(ConfigError, match="block must be"):
+        build_stage(parse_stage_spec("exercises/solutions/halftone.py:Halftone:block=1"))
 
 
 def _guide_commands() -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""The command line: `vidpipe run|compare|probe|layouts|stages|check-stage|workloads`.
+"""The command line: `vidpipe run|compare|predict|probe|layouts|stages|check-stage|workloads`.
 
 `main` parses the arguments (`args`), runs a command (`commands`) and maps errors to one-line
 messages and exit codes; `progress` draws the tqdm bars. Everything heavier is imported by the

@@ -89,8 +89,60 @@ def _add_compare(sub: Any, handlers: Handlers) -> None:
         action="store_true",
         help="overwrite results, charts and runs in DIR that vidpipe did not write",
     )
+    p.add_argument(
+        "--predict",
+        action="store_true",
+        help="put the model's predicted speedup beside each measured one (see `vidpipe predict`)",
+    )
     add_job_options(p)
     p.set_defaults(func=handlers["compare"])
+
+
+def _cores(text: str) -> tuple[int, ...]:
+    counts = names(text)
+    if not counts or not all(c.isdigit() and 0 < int(c) <= 4096 for c in counts):
+        raise argparse.ArgumentTypeError(
+            f"expected core counts from 1 to 4096 like 2,4,8, got '{text}'"
+        )
+    return tuple(sorted({int(c) for c in counts}))
+
+
+def _add_predict(sub: Any, handlers: Handlers) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict each layout's wall time and speedup on N cores from one serial run",
+        description="Runs the job once under serial (in a temporary folder, removed after), "
+        "measures how this machine starts worker processes and how much the stages hold the "
+        "GIL, and predicts every layout's wall time on each core count with the model of "
+        "pipeline/lab/model.py. Check it with `vidpipe compare --predict`.",
+    )
+    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument(
+        "--cores",
+        type=_cores,
+        default=None,
+        metavar="N,N,...",
+        help="core counts to predict for (default: this machine's, 4, 8, 16)",
+    )
+    p.add_argument(
+        "--layouts",
+        type=names,
+        default=None,
+        metavar="A,B,...",
+        help="layouts to predict, layout files included (default: every registered layout but "
+        "ray, which the model leaves out)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="DIR",
+        help="predict from the serial run whose report.json is in DIR, made with these "
+        "options, instead of running one",
+    )
+    p.add_argument("--json", action="store_true", help="print the predictions as one JSON object")
+    add_job_options(p)
+    p.set_defaults(func=handlers["predict"])
 
 
 def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
@@ -103,6 +155,7 @@ def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub, handlers)
     _add_compare(sub, handlers)
+    _add_predict(sub, handlers)
     p = sub.add_parser("probe", help="print the input's metadata as JSON")
     p.add_argument("input", type=Path)
     p.add_argument(

@@ -113,15 +113,14 @@ def _print_report(report: RunReport) -> None:
 _CHARTS = ("speedup.png", "timeline.png")
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from ..config.settings import usable_cores
+def _compare_job(args: argparse.Namespace) -> tuple[list[str], list[str], RunPlan]:
+    """`compare`'s layouts, the job options it hands every run, and the job as planned with
+    compare's pins (what the model predicts from). Bad options fail here, in one line, not
+    after the first of many runs."""
     from ..config.workloads import WORKLOADS
-    from ..lab.compare import compare
-    from ..lab.plots import speedup_chart
-    from ..lab.timeline import timeline_chart
+    from ..lab.compare import PINNED_OPTIONS
     from ..layouts import LAYOUTS, load_layout
-    from ..media.probe import probe as probe_input
-    from ..plan import ownership
+    from ..plan.planner import plan
 
     # Layouts that need an extra (a cluster engine) are compared only when asked for.
     layouts = list(args.layouts or (name for name, info in LAYOUTS.items() if not info.extra))
@@ -131,9 +130,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
     if args.workload not in WORKLOADS:
         raise ConfigError(f"unknown workload '{args.workload}' (available: {', '.join(WORKLOADS)})")
-    # Bad option values fail here, in one line, not after the first of many runs.
-    run_options(argparse.Namespace(**{**vars(args), "layout": "serial", "trace": False}))
-    probe_input(args.input)
+    given = job_arguments(args)
+    pins = {f[2:].replace("-", "_"): int(v) for f, v in PINNED_OPTIONS.items() if f not in given}
+    serial = argparse.Namespace(**{**vars(args), **pins, "layout": "serial", "trace": False})
+    return layouts, given, plan(args.input, run_options(serial))
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ..config.settings import usable_cores
+    from ..lab.compare import compare
+    from ..lab.forecast import default_cores, forecast
+    from ..lab.plots import speedup_chart
+    from ..lab.timeline import timeline_chart
+    from ..plan import ownership
+
+    layouts, given, job = _compare_job(args)
+    predicted = _predicted_layouts(None) + [name for name in layouts if name.endswith(".toml")]
     out = args.out
     written = tuple(out / name for name in ("results.json", "results.md", *_CHARTS))
     claim = ownership.Claim(files=written, fresh=written, forbidden=(out / "runs",))
@@ -143,7 +155,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             layouts,
             repeat=args.repeat,
             out_dir=out,
-            options=[*job_arguments(args), *(["--force"] if args.force else [])],
+            options=[*given, *(["--force"] if args.force else [])],
+            # With --predict, the core counts `predict` shows by default, for the docs.
+            forecaster=lambda report: forecast(
+                job,
+                report,
+                layouts=predicted,
+                cores=default_cores() if args.predict else (),
+                measure=args.predict,
+            ),
             progress=lambda line: print(line, file=sys.stderr),
         )
         speedup_chart(summaries, usable_cores(), out / "speedup.png")
@@ -154,6 +174,44 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
         f"{args.out / 'timeline.png'}"
     )
+    return 0
+
+
+def _predicted_layouts(chosen: tuple[str, ...] | None) -> list[str]:
+    """The layouts to predict: those named (each checked), else every registered one the
+    model predicts."""
+    from ..lab.model import LAYOUTS as PREDICTED
+    from ..layouts import load_layout
+
+    if not chosen:
+        return list(PREDICTED)
+    for layout in chosen:
+        load_layout(layout)  # unknown layouts and bad layout files fail here
+        if layout not in PREDICTED and not layout.endswith(".toml"):
+            raise ConfigError(
+                f"layout '{layout}' is not predicted: the model leaves out a Ray instance's "
+                "start-up (see pipeline/lab/model.py)"
+            )
+    return ["serial", *(name for name in chosen if name != "serial")]
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from ..lab.forecast import default_cores, forecast, forecast_table, measure_serial, read_serial
+    from ..plan.planner import plan
+
+    layouts = _predicted_layouts(args.layouts)
+    options = run_options(
+        argparse.Namespace(**{**vars(args), "out": Path("."), "layout": "serial", "trace": False})
+    )
+    job = plan(args.input, options)
+    if args.from_dir is not None:
+        report = read_serial(args.from_dir, job)
+    else:
+        print("predict: measuring a serial run of the job...", file=sys.stderr)
+        report = measure_serial(args.input, options)
+    print("predict: measuring the stages' GIL share and worker start-up...", file=sys.stderr)
+    result = forecast(job, report, layouts=layouts, cores=args.cores or default_cores())
+    print(json.dumps(result.to_dict(), indent=2) if args.json else forecast_table(result))
     return 0
 
 
@@ -268,6 +326,7 @@ def _cmd_workloads(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _cmd_run,
     "compare": _cmd_compare,
+    "predict": _cmd_predict,
     "probe": _cmd_probe,
     "layouts": _cmd_layouts,
     "stages": _cmd_stages,

@@ -1,5 +1,5 @@
-"""The `vidpipe` command line: `run`, `compare`, `probe`, `layouts`, `stages`, `check-stage`,
-`workloads`.
+"""The `vidpipe` command line: `run`, `compare`, `predict`, `probe`, `layouts`, `stages`,
+`check-stage`, `workloads`.
 
 Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
 failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.

@@ -137,8 +137,10 @@ def encode(
         helpers.saver.flush()  # a run whose saves failed does not promote its output
         encoder.finish()
     tally.add(Phase(decoder.phase), decoder.wait_seconds)
+    tally.cpu.merge({decoder.phase: decoder.cpu})
     tally.processes += [decoder.stats] if decoder.stats else []
     if encoder is not decoder:  # a separate encoder ffmpeg (a Transcoder is both)
         tally.add(Phase.ENCODE, encoder.wait_seconds)
+        tally.cpu.merge({Phase.ENCODE.value: encoder.cpu})
         tally.processes += [encoder.stats] if encoder.stats else []
     return digest

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.supervisor import die_with_parent
 from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
@@ -28,7 +28,10 @@ from ..plan.manifest import foreign_files
 from ..plan.outdir import atomic_write_bytes
 from ..report.results import CPU_PHASES, TaskResult
 
-__all__ = ["LayoutSummary", "Run", "compare", "results_markdown"]
+if TYPE_CHECKING:
+    from .forecast import Forecast
+
+__all__ = ["Forecaster", "LayoutSummary", "Run", "compare", "repredict", "results_markdown"]
 
 #: Environment that keeps numerical libraries to one thread in every process of a run.
 PINNED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -71,6 +74,21 @@ class LayoutSummary:
     bottlenecks: dict[str, tuple[str, float]] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     gil_wait: float = 0.0
+    #: The model's speedup from serial's run (`compare --predict`); None when not predicted.
+    predicted_speedup: float | None = None
+    #: What the model says limits the layout, and why.
+    predicted_limit: str | None = None
+
+    @property
+    def prediction_error(self) -> float | None:
+        """(predicted - measured) / measured speedup, when predicted."""
+        if self.predicted_speedup is None:
+            return None
+        return (self.predicted_speedup - self.speedup) / self.speedup
+
+
+#: Makes predictions from the report of a serial run (`pipeline.lab.forecast`).
+Forecaster = Callable[[dict[str, Any]], "Forecast"]
 
 
 #: Seconds a run gets to clean up after compare is interrupted, before it is killed.
@@ -148,6 +166,56 @@ def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out:
     )
 
 
+def _predicted(summary: LayoutSummary, forecast: Forecast) -> LayoutSummary:
+    row = forecast.row(summary.layout, forecast.usable_cores)
+    if row is None:
+        return summary
+    return replace(summary, predicted_speedup=row.speedup, predicted_limit=row.limit)
+
+
+def _forecast(
+    summaries: list[LayoutSummary], runs: list[Run], forecaster: Forecaster
+) -> tuple[list[LayoutSummary], dict[str, Any]]:
+    """The summaries with the predictions made from serial's median run, and what
+    results.json records of them: the perfect layout on this machine and the forecast."""
+    serial = next(s for s in summaries if s.layout == "serial")
+    median = min(
+        (r for r in runs if r.layout == "serial"),
+        key=lambda r: abs(r.wall_seconds - serial.wall_seconds),
+    )
+    forecast = forecaster(json.loads((Path(median.out_dir) / "report.json").read_text()))
+    perfect = next(r for r in forecast.perfect if r.cores == forecast.usable_cores)
+    meta = {"perfect": asdict(perfect), "forecast": forecast.to_dict()}
+    return [_predicted(s, forecast) for s in summaries], meta
+
+
+def repredict(out_dir: Path) -> list[LayoutSummary]:
+    """Make the predictions of the comparison in `out_dir` (made with `--predict`) again, with
+    the model as it is now, from the ingredients its `results.json` recorded; rewrite its
+    `results.json` and `results.md` with them (the caller redraws the charts). The
+    measurements are left as they were."""
+    from .forecast import reforecast
+
+    path = out_dir / "results.json"
+    results = json.loads(path.read_text())
+    forecast = reforecast(results["forecast"])
+    summaries = [
+        _predicted(
+            replace(LayoutSummary(**s), predicted_speedup=None, predicted_limit=None), forecast
+        )
+        for s in results["summaries"]
+    ]
+    perfect = next(r for r in forecast.perfect if r.cores == forecast.usable_cores)
+    results |= {
+        "perfect": asdict(perfect),
+        "forecast": forecast.to_dict(),
+        "summaries": [asdict(s) for s in summaries],
+    }
+    atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "results.md", results_markdown(summaries, results).encode())
+    return summaries
+
+
 def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
     by_layout: dict[str, list[Run]] = {}
     for run in runs:
@@ -178,20 +246,10 @@ def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
     return out
 
 
-def ceiling_speedup(serial_cpu_percent: float, cores: int) -> float:
-    """The most any layout can gain over serial on `cores` cores: serial's CPU work, all of
-    which a layout must still do, spread perfectly over every core.
-
-    Serial is not one busy core: ffmpeg's decoders and encoders run beside Python, so serial
-    already keeps `serial_cpu_percent` of the cores busy; the rest is all a layout can use.
-    """
-    return round(min(float(cores), 100 / max(serial_cpu_percent, 1e-9)), 2)
-
-
 def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
     """The comparison as a Markdown table, with the setup it was measured in."""
     env = meta["environment"]
-    serial = next(s for s in summaries if s.layout == "serial")
+    predicted = any(s.predicted_speedup is not None for s in summaries)
     pins = ", ".join(f"{k} {v}" for k, v in meta["pinned"].items())
     lines = [
         f"# Layouts compared on `{Path(meta['input']).name}`",
@@ -201,15 +259,24 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
         f"(GIL {'enabled' if env['gil_enabled'] else 'disabled'}), ffmpeg {env['ffmpeg']}, "
         f"OpenCV {env['opencv']}. Pinned: {pins}.",
         "",
-        "| layout | wall s | frames/s | speedup | CPU % | peak MB | efficiency | GIL wait | "
-        "where the time went |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| layout | wall s | frames/s | speedup | "
+        + ("predicted | error | " if predicted else "")
+        + "CPU % | peak MB | efficiency | GIL wait | where the time went |",
+        "| --- " * (11 if predicted else 9) + "|",
     ]
     for s in summaries:
         verdicts = "; ".join(f"{task}: {verdict}" for task, verdict in s.verdicts.items())
+        forecast = ""
+        if predicted:
+            error = s.prediction_error
+            forecast = (
+                "- | - | "
+                if s.predicted_speedup is None or error is None
+                else f"{s.predicted_speedup:.2f}x ({s.predicted_limit}) | {error:+.0%} | "
+            )
         lines.append(
             f"| {s.layout} | {s.wall_seconds:.2f} | {s.frames_per_second:.1f} | "
-            f"{s.speedup:.2f}x | {s.cpu_percent:.0f} | {s.peak_rss_bytes / 1e6:.0f} | "
+            f"{s.speedup:.2f}x | {forecast}{s.cpu_percent:.0f} | {s.peak_rss_bytes / 1e6:.0f} | "
             f"{s.efficiency:.0%} | {s.gil_wait:.0%} | {verdicts} |"
         )
     lines += [
@@ -219,14 +286,35 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
         "peak MB = peak resident memory summed over the processes alive together; "
         "GIL wait = the share of the stages' time (every thread and process that ran them) "
         "spent blocked, not on a CPU nor waiting for one: waiting for the GIL; where the time "
-        "went = each task's bottleneck, or the stage that waited for the GIL most of its time.",
-        "",
-        f"Ceiling: serial already keeps {serial.cpu_percent:.0f}% of the "
-        f"{env['usable_cores']} usable cores busy (ffmpeg runs beside Python), so no layout can "
-        f"be more than {meta['ceiling_speedup']:.2f}x faster than serial on this machine.",
+        "went = each task's bottleneck, or the stage that waited for the GIL most of its time"
+        + (
+            "; predicted = the model's speedup from serial's run (`vidpipe predict`), with "
+            "the limit it names; error = (predicted - measured) / measured."
+            if predicted
+            else "."
+        ),
         "",
     ]
+    if "perfect" in meta:
+        lines += [_perfect_line(summaries, meta), ""]
     return "\n".join(lines)
+
+
+def _perfect_line(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
+    """The perfect layout's estimate, and any layout measured above it."""
+    perfect = meta["perfect"]
+    line = (
+        f"Perfect layout (the model's estimate): serial's work spread over "
+        f"{perfect['cores']} cores with no start-up, copy or GIL, bounded by {perfect['limit']} "
+        f"({perfect['why']}): {perfect['speedup']:.2f}x serial."
+    )
+    above = [s.layout for s in summaries if s.speedup > perfect["speedup"] * 1.02]
+    if above:
+        line += (
+            f" Measured above it: {', '.join(above)}, so the estimate left something out "
+            "(serial's own run may have been slow, or work differed: see docs/case-study.md)."
+        )
+    return line
 
 
 def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -289,13 +377,16 @@ def compare(
     repeat: int,
     out_dir: Path,
     options: list[str],
+    forecaster: Forecaster | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[LayoutSummary], list[Run]]:
     """Run `layouts` (serial added first if missing) `repeat` times each, interleaved.
 
     `options` are `vidpipe run` options applied to every run (x264 and OpenCV threads are
-    pinned to 1 unless given). Writes `results.json` and `results.md` into `out_dir`; raises
-    `PipelineError` when a run fails or a layout's frames differ from serial's.
+    pinned to 1 unless given). `forecaster`, if given, makes predictions from serial's median
+    run: each summary gets its layout's, and the perfect layout's estimate goes below the
+    table. Writes `results.json` and `results.md` into `out_dir`; raises `PipelineError` when
+    a run fails or a layout's frames differ from serial's.
     """
     from ..config.settings import usable_cores
 
@@ -305,9 +396,10 @@ def compare(
     options, pinned = _pinned(options)
     runs, report = _rounds(source, order, repeat, out_dir, options, progress)
     summaries = _summaries(runs, usable_cores())
-    serial = next(s for s in summaries if s.layout == "serial")
-    meta = {
-        "ceiling_speedup": ceiling_speedup(serial.cpu_percent, usable_cores()),
+    meta: dict[str, Any] = {}
+    if forecaster is not None:
+        summaries, meta = _forecast(summaries, runs, forecaster)
+    meta |= {
         "input": str(source),
         "layouts": order,
         "repeat": repeat,

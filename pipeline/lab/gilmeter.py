@@ -48,6 +48,10 @@ GIL_HELD_SHARE = 0.6
 #: Seconds of work a timing run aims at (one thread), and rounds of it (the fastest counts).
 TIMING_SECONDS = 0.3
 TIMING_ROUNDS = 7
+#: Wall seconds after which `gil_share` stops (after a frame at least). A stage that releases
+#: the GIL often runs many times slower beside the spinner (each time, it waits for the spinner
+#: to be made to let go): 0.3 s of its work took 40 s. The share is a ratio: fewer frames do.
+SHARE_WALL_SECONDS = 2.0
 
 
 def _timed(works: list[Callable[[], None]]) -> float:
@@ -77,8 +81,14 @@ def _timed(works: list[Callable[[], None]]) -> float:
     return time.perf_counter() - started
 
 
-def speedup(fresh: Callable[[], Stage], spec: StreamSpec, frames: list[np.ndarray]) -> float:
-    """How much faster 2 threads do the work of 1, each with an instance of its own."""
+def speedup(
+    fresh: Callable[[], Stage],
+    spec: StreamSpec,
+    frames: list[np.ndarray],
+    rounds: int = TIMING_ROUNDS,
+) -> float:
+    """How much faster 2 threads do the work of 1, each with an instance of its own (the
+    fastest of `rounds` interleaved timings of each)."""
     stages = [fresh(), fresh()]
     for stage in stages:
         stage.setup(spec)
@@ -98,7 +108,7 @@ def speedup(fresh: Callable[[], Stage], spec: StreamSpec, frames: list[np.ndarra
         per_frame = _timed([work(stages[0], len(frames))]) / len(frames)
         calls = 2 * max(2, min(2000, round(TIMING_SECONDS / max(per_frame, 1e-6) / 2)))
         ones, twos = [], []
-        for _ in range(TIMING_ROUNDS):  # interleaved: one thread, then two, then again
+        for _ in range(rounds):  # interleaved: one thread, then two, then again
             ones.append(_timed([work(stages[0], calls)]))
             twos.append(_timed([work(stage, calls // 2) for stage in stages]))
         # The fastest of each: on a shared machine, other work only ever adds time, so the
@@ -135,6 +145,8 @@ def gil_share(stage: Stage, spec: StreamSpec, frames: list[np.ndarray]) -> float
             begin = cpuclock.read()
             stage.process(frame, k % len(frames))
             worked = worked.add(begin, cpuclock.read())
+            if worked.wall > SHARE_WALL_SECONDS * 1e9:  # nanoseconds
+                break
     finally:
         stop.set()
         thread.join()

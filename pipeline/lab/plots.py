@@ -37,13 +37,28 @@ def save_png(plt: Any, fig: Any, path: Path, dpi: int) -> None:
 
 
 def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) -> None:
-    """Bars of each layout's median speedup over serial, with the ideal (one per core)."""
+    """Bars of each layout's median speedup over serial, with the ideal (one per core) and,
+    where the model predicted it (`compare --predict`), a marker at the predicted speedup."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = [s.layout for s in summaries]
     values = [s.speedup for s in summaries]
-    bars = ax.bar(names, values, color="#4c72b0")
-    ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], padding=2)
+    bars = ax.bar(names, values, color="#4c72b0", label="measured")
+    # Inside the bars: the prediction markers sit near their tops.
+    ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], label_type="center", color="white")
+    predicted = [(s.layout, s.predicted_speedup) for s in summaries if s.predicted_speedup]
+    if predicted:
+        ax.scatter(
+            [name for name, _ in predicted],
+            [value for _, value in predicted],
+            marker="D",
+            s=60,
+            color="#dd8452",
+            edgecolors="black",
+            zorder=3,
+            label="predicted",
+        )
+        values += [value for _, value in predicted]
     ax.axhline(cores, color="#c44e52", linestyle="--", label=f"ideal: {cores} cores")
     ax.axhline(1, color="#555555", linewidth=0.8, label="serial")
     ax.set_ylabel("speedup over serial (median wall time)")

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..config.settings import EncoderSettings
 from ..errors import MediaError, describe_exit
-from ..instrument import trace
+from ..instrument import cpuclock, trace
+from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats
 from ..plan.outdir import partial_path
 from ..stages.base import StreamSpec
@@ -77,6 +78,8 @@ class Encoder(UsesFFmpeg):
         self.audio_from = audio_from if audio_codec else None
         self.audio_codec = audio_codec
         self.wait_seconds = 0.0  # time spent blocked handing frames to ffmpeg
+        #: Where that time went: on a CPU (copying frames into the pipe), or waiting for ffmpeg.
+        self.cpu = CpuTime()
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
     def __enter__(self) -> Encoder:
@@ -98,14 +101,15 @@ class Encoder(UsesFFmpeg):
         assert self._proc is not None
         view = np.ascontiguousarray(frame).data.cast("B")
         stream = self._proc.stdin
-        begin = trace.now()
+        begin = cpuclock.read()
         try:
             while view:
                 written = stream.write(view)
                 view = view[written or 0 :]
-            end = trace.now()
-            self.wait_seconds += (end - begin) / 1e9
-            trace.span("encode", "io", begin, end)
+            end = cpuclock.read()
+            self.wait_seconds += (end.wall - begin.wall) / 1e9
+            self.cpu = self.cpu.add(begin, end)
+            trace.span("encode", "io", begin.wall, end.wall)
         except BrokenPipeError:
             self._proc.wait()
             raise MediaError(

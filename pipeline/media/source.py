@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MediaError
-from ..instrument import trace
+from ..instrument import cpuclock, trace
+from ..instrument.cpuclock import CpuTime
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess, UsesFFmpeg, seek_args, url
 
@@ -52,6 +53,8 @@ class Decoder(UsesFFmpeg):
         self._ring = reading.buffers or [np.empty(spec.shape, np.uint8) for _ in range(count)]
         self.frames = 0
         self.wait_seconds = 0.0  # time spent waiting for ffmpeg to deliver frames
+        #: Where that time went: on a CPU (copying frames out of the pipe), or waiting for ffmpeg.
+        self.cpu = CpuTime()
         self._eof = False
         self._role = self._role_of(reading.label)
 
@@ -100,7 +103,7 @@ class Decoder(UsesFFmpeg):
             buffer = self._ring[self.frames % len(self._ring)]
             view = buffer.reshape(-1).data
             filled = 0
-            begin = trace.now()
+            begin = cpuclock.read()
             while filled < len(view):
                 n = stream.readinto(view[filled:])  # type: ignore[attr-defined]
                 if not n:
@@ -112,9 +115,10 @@ class Decoder(UsesFFmpeg):
                     self._proc.check(f"{self.path}: {self.doing}")
                     raise MediaError(f"{self.path}: {self.doing} ended inside a frame")
                 return
-            end = trace.now()
-            self.wait_seconds += (end - begin) / 1e9
-            trace.span(self.phase, "io", begin, end)
+            end = cpuclock.read()
+            self.wait_seconds += (end.wall - begin.wall) / 1e9
+            self.cpu = self.cpu.add(begin, end)
+            trace.span(self.phase, "io", begin.wall, end.wall)
             self.frames += 1
             yield buffer
 

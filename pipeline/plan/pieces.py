@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +31,7 @@ __all__ = [
     "plan_segments",
     "read_digests",
     "remove_pieces",
+    "segment_starts",
 ]
 
 #: Bytes of one frame's digest (xxh3, 128 bits: see `pipeline.engine.digest`).
@@ -113,21 +114,26 @@ def cut_segments(
     ]
 
 
+def segment_starts(keyframes: Sequence[int], total: int, count: int) -> list[int]:
+    """The first frames of up to `count` segments of about equal length among `total` frames,
+    each at one of `keyframes` (frame indices) or at frame 0."""
+    keys = sorted(k for k in keyframes if k > 0)
+    starts = {0}
+    count = min(count, len(keys) + 1)  # no more segments than keyframes to start them at
+    for i in range(1, count):
+        target = i * max(total, 1) / count
+        starts.add(min(keys, key=lambda k: abs(k - target)))
+    return sorted(starts)
+
+
 def plan_segments(media: MediaInfo, count: int, out_dir: Path, task: str) -> list[Segment]:
     """Up to `count` segments of about equal length, each starting at a keyframe.
 
     Fewer when the video has fewer keyframes than that; one (the whole video) when it has none
     besides the first.
     """
-    starts = {0}
-    keys = [k for k in media.keyframes if k[0] > 0]
-    total = max(media.packets, 1)
-    count = min(count, len(keys) + 1)  # no more segments than keyframes to start them at
-    for i in range(1, count):
-        if keys:
-            target = i * total / count
-            starts.add(min(keys, key=lambda k: abs(k[0] - target))[0])
-    return cut_segments(media, starts, out_dir, task)
+    keys = [k[0] for k in media.keyframes]
+    return cut_segments(media, segment_starts(keys, media.packets, count), out_dir, task)
 
 
 def plan_pieces(media: MediaInfo, every: int, out_dir: Path, task: str) -> list[Segment]:

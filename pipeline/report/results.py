@@ -98,8 +98,10 @@ class CpuBreakdown:
 #: taking a core, bring it down to about 0.35 to 0.45 on the gil-bound sample with 2 cores.
 GIL_WAIT = 0.25
 
-#: Phases whose time `cpu_breakdown` reports beside the stages'.
-CPU_PHASES = ("digest", "saves")
+#: Phases whose time `cpu_breakdown` reports beside the stages': the task thread's reading from
+#: and writing to ffmpeg's pipes (blocked there means waiting for ffmpeg, not for the GIL), and
+#: its digests and saves.
+CPU_PHASES = ("decode", "transcode", "encode", "digest", "saves")
 
 #: The prefix of a stage's entry in the flat `timings` of `report.json`.
 _STAGE = "stage "

@@ -1,0 +1,259 @@
+"""`vidpipe predict`: what each layout will gain on N cores, from one serial run.
+
+The serial run is measured (`measure_serial`, in a temporary folder) or read (`read_serial`,
+a report.json); the model (`pipeline.lab.model`) does the rest with the ingredients measured
+on this machine (`pipeline.lab.ingredients`). `compare --predict` puts the same figures beside
+the measured ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config.options import RunOptions
+from ..config.settings import usable_cores
+from ..errors import ConfigError, InputError
+from ..plan.planner import RunPlan
+from ..plan.planner import plan as plan_job
+from ..plan.tasks import Task
+from .ingredients import machine, shape_for, task_work
+from .model import LAYOUTS, Machine, TaskWork, perfect, predict, shape_of
+
+__all__ = [
+    "Forecast",
+    "Row",
+    "default_cores",
+    "forecast",
+    "forecast_table",
+    "measure_serial",
+    "read_serial",
+    "reforecast",
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One layout's prediction on one core count."""
+
+    layout: str
+    cores: int
+    wall_seconds: float
+    speedup: float
+    limit: str
+    why: str
+    #: False for a core count this machine does not have.
+    this_machine: bool
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Every layout's predictions, and what they were made from."""
+
+    serial_wall_seconds: float
+    usable_cores: int
+    startup_seconds: float
+    copy_ns_per_mb: float
+    tasks: list[TaskWork]
+    #: x264 on one thread (as `compare` pins it), and `--workers` (None: the cores).
+    single_thread_encoder: bool = True
+    workers: int | None = None
+    rows: list[Row] = field(default_factory=list)
+    #: A perfect layout's speedup over serial on each core count, and what bounds it.
+    perfect: list[Row] = field(default_factory=list)
+
+    def row(self, layout: str, cores: int) -> Row | None:
+        """The prediction for `layout` on `cores` cores, if made."""
+        return next((r for r in self.rows if (r.layout, r.cores) == (layout, cores)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default_cores() -> tuple[int, ...]:
+    """This machine's usable cores, then 4, 8 and 16."""
+    return tuple(sorted({usable_cores(), 4, 8, 16}))
+
+
+def measure_serial(source: Path, options: RunOptions) -> dict[str, Any]:
+    """The report of a serial run of the job, made in a temporary folder removed afterwards
+    (also when the run fails or is interrupted)."""
+    from ..job import execute
+
+    with tempfile.TemporaryDirectory(prefix="vidpipe-predict-") as folder:
+        options = dataclasses.replace(
+            options, out_dir=Path(folder), layout="serial", trace=False, resume=False
+        )
+        report: dict[str, Any] = execute(plan_job(source, options)).to_dict()
+    return report
+
+
+def read_serial(folder: Path, job: RunPlan) -> dict[str, Any]:
+    """The report.json of a finished serial run of `job` in `folder`; refused (exit 2) when
+    it is missing, not serial, resumed, or from another job."""
+    path = folder / "report.json"
+    try:
+        report: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--from {folder}: no report.json there (run the job first)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--from {folder}: cannot read report.json: {exc}") from None
+    if not isinstance(report, dict) or report.get("layout") != "serial":
+        layout = report.get("layout") if isinstance(report, dict) else None
+        raise ConfigError(
+            f"--from {folder}: report.json is of a '{layout}' run; predict needs a serial run's"
+        )
+    for task in job.tasks:
+        _check_same_task(folder, task, report.get("tasks", {}).get(task.name))
+    return report
+
+
+def _check_same_task(folder: Path, task: Task, recorded: Any) -> None:
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"--from {folder}: its run has no task '{task.name}'")
+    stages = [stage.describe() for stage in task.stages]
+    if recorded.get("stages") != stages:
+        raise ConfigError(
+            f"--from {folder}: its run's {task.name} stages were {recorded.get('stages')}, "
+            f"these options give {stages}: give the options of that run"
+        )
+    if recorded.get("resumed_frames"):
+        raise ConfigError(f"--from {folder}: its run of {task.name} was resumed: not all measured")
+
+
+def _rows(
+    tasks: list[TaskWork], shapes: dict[str, Any], here: Machine, cores: int, serial_wall: float
+) -> tuple[list[Row], Row]:
+    m = dataclasses.replace(here, cores=cores)
+    baseline = predict(tasks, shape_of("serial", tasks), m).seconds
+    # Wall times are the measured serial time scaled by the model's ratios (its docstring).
+    scale = serial_wall / predict(tasks, shape_of("serial", tasks), here).seconds
+    rows = []
+    for layout, shape in shapes.items():
+        p = predict(tasks, shape, m)
+        rows.append(
+            Row(
+                layout,
+                cores,
+                p.seconds * scale,
+                baseline / p.seconds,
+                p.limit,
+                p.why,
+                cores <= here.cores,
+            )
+        )
+    best = perfect(tasks, m)
+    return rows, Row(
+        "perfect",
+        cores,
+        best.seconds * scale,
+        baseline / best.seconds,
+        best.limit,
+        best.why,
+        cores <= here.cores,
+    )
+
+
+def forecast(
+    job: RunPlan,
+    report: dict[str, Any],
+    *,
+    layouts: Iterable[str] = LAYOUTS,
+    cores: Iterable[int] = (),
+    measure: bool = True,
+) -> Forecast:
+    """Each of `layouts` (those the model predicts: the others are left out) on each of
+    `cores` (default: this machine's), from `report`, a serial run of `job`.
+
+    Without `measure`, nothing is measured on this machine: the stages count as holding the
+    GIL and start-ups as free, which leaves only the perfect layout's figure meaningful."""
+    tasks = task_work(job, report, measure=measure)
+    here = machine(job, tasks) if measure else Machine(usable_cores(), 0.0, 0.0)
+    if not measure:
+        here = dataclasses.replace(
+            here,
+            single_thread_encoder=job.options.encoder.threads == 1,
+            workers=job.options.workers,
+        )
+    shapes = {name: shape for name in layouts if (shape := shape_for(name, tasks)) is not None}
+    return _predictions(tasks, here, shapes if measure else {}, cores, report["wall_seconds"])
+
+
+def _predictions(
+    tasks: list[TaskWork],
+    here: Machine,
+    shapes: dict[str, Any],
+    cores: Iterable[int],
+    serial_wall: float,
+) -> Forecast:
+    result = Forecast(
+        serial_wall_seconds=serial_wall,
+        usable_cores=here.cores,
+        startup_seconds=here.startup,
+        copy_ns_per_mb=here.copy_per_byte * 1e9 * 1e6,
+        tasks=tasks,
+        single_thread_encoder=here.single_thread_encoder,
+        workers=here.workers,
+    )
+    for count in sorted(set(cores) or {here.cores}):
+        rows, best = _rows(tasks, shapes, here, count, serial_wall)
+        result.rows.extend(rows)
+        result.perfect.append(best)
+    return result
+
+
+def reforecast(data: dict[str, Any]) -> Forecast:
+    """The forecast `data` (a `Forecast.to_dict()`) describes, predicted again by the model as
+    it is now from the same measured ingredients, for the same layouts and core counts: a
+    changed model checked against measurements already made, without measuring again."""
+    tasks = [TaskWork(**{**t, "keyframes": tuple(t["keyframes"])}) for t in data["tasks"]]
+    here = Machine(
+        data["usable_cores"],
+        data["startup_seconds"],
+        data["copy_ns_per_mb"] / 1e15,
+        data.get("single_thread_encoder", True),
+        data.get("workers"),
+    )
+    layouts = dict.fromkeys(row["layout"] for row in data["rows"])
+    shapes = {name: shape for name in layouts if (shape := shape_for(name, tasks)) is not None}
+    cores = {row["cores"] for row in [*data["rows"], *data["perfect"]]}
+    return _predictions(tasks, here, shapes, cores, data["serial_wall_seconds"])
+
+
+def forecast_table(f: Forecast) -> str:
+    """The forecast as text: a block per core count, a line per layout."""
+    lines = [
+        f"from a serial run of {f.serial_wall_seconds:.2f} s on {f.usable_cores} usable cores; "
+        f"a worker process starts in {f.startup_seconds:.2f} s here",
+    ]
+    for task in f.tasks:
+        if task.stage_cpu:
+            lines.append(
+                f"  {task.name}: stages {task.stages:.1f} CPU-s, holding the GIL "
+                f"{task.gil_share:.0%} of it, {task.serial_share:.0%} serial on two threads; "
+                f"ffmpeg {task.decode + task.encode:.1f} CPU-s"
+            )
+        else:
+            lines.append(f"  {task.name}: no stage; ffmpeg {task.encode:.1f} CPU-s")
+    for best in f.perfect:
+        mark = "" if best.this_machine else f" (predicted: this machine has {f.usable_cores})"
+        lines += [
+            "",
+            f"{best.cores} cores{mark}",
+            f"  {'layout':<10} {'wall s':>7} {'speedup':>8}  {'limit':<11} why",
+        ]
+        for row in (r for r in f.rows if r.cores == best.cores):
+            lines.append(
+                f"  {row.layout:<10} {row.wall_seconds:>7.2f} {row.speedup:>7.2f}x  "
+                f"{row.limit:<11} {row.why}"
+            )
+        lines.append(
+            f"  {'perfect':<10} {best.wall_seconds:>7.2f} {best.speedup:>7.2f}x  "
+            f"{best.limit:<11} no layout beats it: {best.why}"
+        )
+    return "\n".join(lines)
