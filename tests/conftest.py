@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,13 @@ from make_sample import make_sample  # noqa: E402
 _INTERPRETER_HELPERS = ("resource_tracker", "forkserver")
 
 MakeClip = Callable[..., Path]
+
+# Started in the background by a non-interactive shell (`make test &`, nohup), the suite
+# inherits SIGINT ignored, and so would every run it starts: the tests that interrupt a run
+# with Ctrl-C's signal could not. A handler (unlike "ignore") is reset to the default in each
+# child that is started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +158,7 @@ class Cli:
     def __init__(self) -> None:
         self.tag = uuid.uuid4().hex
         self.extra_env: dict[str, str] = {}
+        self.started: list[subprocess.Popen[str]] = []
 
     def env(self) -> dict[str, str]:
         return {
@@ -172,7 +182,7 @@ class Cli:
 
     def start(self, *args: str | Path) -> subprocess.Popen[str]:
         """Start in a new session, as a terminal job would be (for signal tests)."""
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *map(str, args)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -181,11 +191,23 @@ class Cli:
             cwd=ROOT,
             start_new_session=True,
         )
+        self.started.append(proc)
+        return proc
+
+    def kill_started(self) -> None:
+        """Kill what a failed test left of the runs it started: their whole sessions."""
+        for proc in self.started:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
 
 
 @pytest.fixture
-def cli() -> Cli:
-    return Cli()
+def cli() -> Iterator[Cli]:
+    runner = Cli()
+    yield runner
+    runner.kill_started()
 
 
 @pytest.fixture
