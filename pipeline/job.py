@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from .config.options import RunOptions
-from .engine.shm import ring_name, sweep
 from .engine.watchdog import Watchdog
 from .errors import ConfigError
 from .instrument import trace
@@ -25,8 +24,6 @@ from .plan.outdir import THUMBNAILS, temp_files
 from .plan.pieces import cut_segments, digests_path, remove_pieces
 from .plan.planner import RunPlan, plan
 from .plan.tasks import Task
-from .report.build import build_report
-from .report.environment import configure_process
 from .report.reporters import NullReporter, Reporter
 from .report.results import RunReport
 
@@ -85,6 +82,8 @@ def _remove_leftovers(plan: RunPlan) -> None:
     temporary files are touched: they carry its name (`pipeline.plan.outdir`)."""
     # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's;
     # one killed mid-encode leaves its partial output.
+    from .engine.shm import ring_name, sweep
+
     folders = [plan.out_dir, *(plan.out.thumbnails(t.name) for t in plan.tasks)]
     for leftover in (path for folder in folders for path in temp_files(folder)):
         leftover.unlink(missing_ok=True)
@@ -110,6 +109,11 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     `FolderInUse`; an input lying where the run writes raises `ConfigError`. Raises
     `PipelineError` subclasses when processing fails.
     """
+    # Imported here, not at the top: planning (and probing the input, the first ffmpeg a run
+    # starts) needs neither numpy nor OpenCV, which these bring.
+    from .report.build import build_report
+    from .report.environment import configure_process
+
     layout: Layout = load_layout(plan.options.layout)
     if not plan.tasks:  # resuming a finished job: nothing to do, nothing to touch
         return build_report(plan, time.perf_counter(), {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -184,6 +185,31 @@ def test_layouts_lists_every_layout(cli) -> None:
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines()]
     assert names == [*LAYOUTS, "FILE.toml"]
+
+
+#: What printing a list must not load: a command that only prints starts in a blink.
+HEAVY = ("cv2", "numpy", "matplotlib", "ray", "psutil", "tqdm")
+
+
+@pytest.mark.parametrize("words", [["layouts"], ["stages"], ["workloads"], ["--help"]])
+def test_the_listing_commands_load_no_heavy_library(words) -> None:
+    # -X importtime writes every module imported, as it is, to stderr.
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", *words],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_planning_a_run_loads_neither_numpy_nor_opencv() -> None:
+    # The first ffmpeg a run starts probes the input: it starts before the heavy imports.
+    code = "import sys, pipeline.job; print(sorted({'numpy', 'cv2'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_run_writes_outputs_and_report(cli, tmp_path, tiny_clip) -> None:

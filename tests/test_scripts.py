@@ -108,3 +108,27 @@ def test_bench_vs_ffmpeg_prints_every_engine_as_one_json_object(tiny_clip) -> No
     for key in (f"{name}_fps" for name in engines):
         assert result[key] > 0, key  # moviepy too: it is in the dev extra
     assert result["frames"] == 12 and result["ratios_to_ffmpeg"]["ffmpeg"] == 1.0
+    # Start-up from a run on the first 10 frames, beside each engine's runs.
+    assert set(result["startup_seconds"]) == set(engines) == set(result["steady_fps"])
+    assert all(v > 0 for v in result["startup_seconds"].values())
+
+
+def test_bench_vs_ffmpeg_takes_an_input_or_makes_one_not_both(tiny_clip) -> None:
+    script = [sys.executable, "scripts/bench_vs_ffmpeg.py"]
+    for words in ([str(tiny_clip), "--synthetic", "720p"], []):
+        done = subprocess.run([*script, *words], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 2 and "not both" in done.stderr, done.stderr
+
+
+def test_bench_startup_times_the_listing_commands_and_the_first_ffmpeg() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/bench_startup.py", "--repeat", "1", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seconds = json.loads(done.stdout)["seconds"]
+    assert set(seconds) >= {"bare interpreter", "vidpipe layouts", "run: first ffmpeg"}
+    assert all(0 < v < 30 for v in seconds.values())

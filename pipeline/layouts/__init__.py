@@ -9,6 +9,7 @@ name only, so that planning can ask about them without importing any.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -20,6 +21,7 @@ __all__ = [
     "CUSTOM",
     "LAYOUTS",
     "LayoutInfo",
+    "check_layout",
     "layout_info",
     "load_layout",
     "sends_stages",
@@ -123,6 +125,20 @@ def layout_info(name: str) -> LayoutInfo:
     return info
 
 
+def check_layout(name: str) -> LayoutInfo:
+    """`layout_info(name)`, after checking that what the layout needs is installed, without
+    importing the layout (planning, before the input is probed, stays light); `ConfigError`
+    if unknown or not installed."""
+    info = layout_info(name)
+    if info.extra is not None and importlib.util.find_spec(info.extra) is None:
+        raise _not_installed(name, info.extra)
+    return info
+
+
+def _not_installed(name: str, extra: str) -> ConfigError:
+    return ConfigError(f"layout '{name}' needs the '{extra}' extra: pip install 'vidpipe[{extra}]'")
+
+
 def load_layout(name: str) -> ModuleType:
     """The module that runs layout `name` (a registered layout, or a layout file), a
     `pipeline.layouts.base.Layout`; `ConfigError` if unknown or not installed."""
@@ -132,9 +148,7 @@ def load_layout(name: str) -> ModuleType:
     except ImportError as exc:
         if info.extra is None:
             raise
-        raise ConfigError(
-            f"layout '{name}' needs the '{info.extra}' extra: pip install 'vidpipe[{info.extra}]'"
-        ) from exc
+        raise _not_installed(name, info.extra) from exc
     return module
 
 

@@ -18,7 +18,7 @@ from ..config.settings import usable_cores
 from ..engine.helpers import SAVE_QUEUE_SIZE
 from ..errors import ConfigError
 from ..instrument import faults
-from ..layouts import layout_info, load_layout, sends_stages
+from ..layouts import check_layout, layout_info, sends_stages
 from ..media.probe import MediaInfo, probe
 from ..report.results import TaskResult
 from .checkpoints import load_previous
@@ -107,7 +107,7 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     pieces. A task with nothing to reuse starts from the beginning.
     """
     options = apply_layout_file(options)  # a layout file is read and checked here, once
-    load_layout(options.layout)  # an unknown layout is reported before the input is read
+    check_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)
     tasks, pieces, finished = [], {}, {}

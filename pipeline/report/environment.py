@@ -7,9 +7,6 @@ import platform
 import sys
 from typing import Any
 
-import cv2
-import numpy as np
-
 from ..config.options import RunOptions
 from ..config.settings import usable_cores
 from ..media.ffmpeg import ffmpeg_version
@@ -20,11 +17,16 @@ __all__ = ["collect_environment", "configure_process", "usable_cores"]
 def configure_process(options: RunOptions) -> None:
     """Apply per-process settings (OpenCV's thread count) in every process that runs stages."""
     if options.opencv_threads is not None:
+        import cv2  # here, not at the top: planning a run needs no OpenCV
+
         cv2.setNumThreads(options.opencv_threads)
 
 
 def collect_environment(options: RunOptions) -> dict[str, Any]:
     """Python build, cores, and the versions and thread settings of ffmpeg, OpenCV and numpy."""
+    import cv2
+    import numpy as np
+
     gil_check = getattr(sys, "_is_gil_enabled", None)
     return {
         "python": platform.python_version(),

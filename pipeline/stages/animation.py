@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import random
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .base import Stage, StreamSpec
+
+if TYPE_CHECKING:  # OpenCV and numpy load with the frames: listings need neither
+    import numpy as np
 
 __all__ = ["Animate"]
 
@@ -102,6 +103,9 @@ class Animate(Stage):
         return out
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import cv2
+        import numpy as np
+
         layer = np.zeros_like(frame)
         for (x, y), particle in zip(self.positions(index), self._particles, strict=True):
             cv2.circle(layer, (x, y), particle[8], particle[9], -1, cv2.LINE_AA)
@@ -116,6 +120,8 @@ class Animate(Stage):
         return out
 
     def _draw_text(self, frame: np.ndarray, index: int) -> None:
+        import cv2
+
         fps = self._frames_per_second
         seconds, frame_in_second = divmod(index, fps)
         minutes, seconds = divmod(seconds, 60)

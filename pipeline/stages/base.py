@@ -51,9 +51,10 @@ import enum
 import inspect
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # frames are numpy arrays, but the protocol itself needs no numpy
+    import numpy as np
 
 __all__ = ["PixelFormat", "Stage", "StreamSpec"]
 

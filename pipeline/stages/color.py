@@ -9,11 +9,12 @@ and cost less than ffmpeg's converters in the decoder and encoder processes.
 from __future__ import annotations
 
 import dataclasses
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .base import PixelFormat, Stage, StreamSpec
+
+if TYPE_CHECKING:  # OpenCV and numpy load with the frames: listings need neither
+    import numpy as np
 
 __all__ = ["ToBGR", "ToI420"]
 
@@ -28,6 +29,8 @@ class ToBGR(Stage):
         return dataclasses.replace(spec, pix_fmt=PixelFormat.BGR24)
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import cv2
+
         out: np.ndarray = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
         return out
 
@@ -41,5 +44,7 @@ class ToI420(Stage):
         return dataclasses.replace(spec, pix_fmt=PixelFormat.YUV420P)
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import cv2
+
         out: np.ndarray = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
         return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .base import Stage, StreamSpec
+
+if TYPE_CHECKING:  # OpenCV and numpy load with the frames: listings need neither
+    import numpy as np
 
 __all__ = ["EvenCrop", "Resize"]
 
@@ -31,9 +33,13 @@ class Resize(Stage):
         out = self.output_spec(spec)
         self._size = (out.width, out.height)
         shrinking = out.height < spec.height
+        import cv2
+
         self._interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import cv2
+
         return cv2.resize(frame, self._size, interpolation=self._interpolation)
 
     def describe(self) -> str:
@@ -53,6 +59,8 @@ class EvenCrop(Stage):
         self._size = (out.width, out.height)
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import numpy as np
+
         width, height = self._size
         # A contiguous copy: the encoder and the digest read the frame's bytes as one block.
         return np.ascontiguousarray(frame[:height, :width])
