@@ -3,17 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLE := sample_media/car-detection.mp4
+# setuptools warns on every editable install that a folder named like the package, in the
+# folder you run from, is imported first: here that folder is the package itself, on purpose.
+QUIET := PYTHONWARNINGS=ignore
 
 .PHONY: demo test lint types unit clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(QUIET) $(PY) -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(QUIET) $(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.base
