@@ -149,6 +149,20 @@ def test_compare_touches_only_what_it_wrote(cli, tiny_clip, tmp_path) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_compare_without_its_charts_library_stops_before_the_first_run(
+    cli, tiny_clip, tmp_path
+) -> None:
+    blocker = tmp_path / "no_matplotlib"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
+    cli.extra_env["PYTHONPATH"] = str(blocker)
+    out = tmp_path / "cmp"
+    done = cli.run("compare", tiny_clip, "--layouts", "threads", "--repeat", "1", "--out", out)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: charts need matplotlib") and done.stderr.count("\n") == 1
+    assert not (out / "runs").exists(), "nothing was run"
+
+
 def test_compare_takes_names_that_look_like_options(cli, tiny_clip, tmp_path) -> None:
     (tmp_path / "-dash.mp4").write_bytes(tiny_clip.read_bytes())
     done = subprocess.run(

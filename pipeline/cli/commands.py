@@ -140,11 +140,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ..config.settings import usable_cores
     from ..lab.compare import compare
     from ..lab.forecast import default_cores, forecast
-    from ..lab.plots import speedup_chart
+    from ..lab.plots import pyplot, speedup_chart
     from ..lab.timeline import timeline_chart
     from ..plan import ownership
 
     layouts, given, job = _compare_job(args)
+    pyplot()  # the charts' library, checked before the first run rather than after the last
     predicted = _predicted_layouts(None) + [name for name in layouts if name.endswith(".toml")]
     out = args.out
     written = tuple(out / name for name in ("results.json", "results.md", *_CHARTS))

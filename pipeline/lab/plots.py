@@ -24,7 +24,10 @@ def pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ConfigError("charts need matplotlib: pip install 'vidpipe[plot]'") from exc
+        raise ConfigError(
+            "charts need matplotlib, a dependency of vidpipe that is missing here: "
+            "pip install matplotlib (or install vidpipe again)"
+        ) from exc
     return plt
 
 
