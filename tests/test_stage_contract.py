@@ -3,6 +3,7 @@ is not of the spec the stage declared, or a stage that calls sys.exit()."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -127,3 +128,19 @@ def test_an_output_spec_that_is_not_a_spec_names_the_stage(cli, tiny_clip, tmp_p
     )
     line = _one_error_line(done, 2)
     assert "stage 'no-spec': output_spec() returned NoneType, not a StreamSpec" in line
+
+
+def test_a_stage_that_needs_its_frames_in_order_is_never_cut(cli, tiny_clip, tmp_path) -> None:
+    # The spec (pipeline/stages/base.py, "Frame independence"): such a stage sees every frame in
+    # order, from the first, under every layout; `segments` makes its task in one piece.
+    job = ("--tasks", "render", "--stage", "render:tests.stages_for_tests:Trail", "--workers", "2")
+    digests = {}
+    for layout in ("serial", "segments"):
+        out = tmp_path / layout
+        done = cli.run("run", tiny_clip, "--out", out, "--layout", layout, *job)
+        assert done.returncode == 0, done.stderr
+        render = json.loads((out / "report.json").read_text())["tasks"]["render"]
+        digests[layout] = render["frame_digest"]
+        if layout == "segments":  # tiny_clip has a keyframe every 4 frames: cuttable
+            assert [w["name"] for w in render["workers"]] == ["segment-0"]
+    assert digests["segments"] == digests["serial"]

@@ -33,9 +33,8 @@ frames at once, in any order: in a pool of threads sharing one instance (`hybrid
 `process` must be thread-safe (no unguarded state written per frame); in several processes
 with a copy each (`pool`); or on separate segments of the video (`segments`, `ray`). A stage
 that carries state from frame to frame (a running average, a tracker) sets it to False: it is
-then run on one frame at a time, in order, by one instance, under every layout; `segments` and
-`ray` still cut the video, so such a stage sees each segment from its first frame with a fresh
-instance.
+then run on one frame at a time, in order, by one instance, under every layout, and sees every
+frame from the first: `segments` and `ray` make its task in one piece instead of cutting it.
 
 Pixel formats. `accepts` lists the formats `process` takes; the decoder hands frames in I420,
 with no colour conversion at all, only when every stage of the task accepts it, and in BGR24
