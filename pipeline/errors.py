@@ -10,6 +10,7 @@ All errors pickle with their attributes intact, so a worker process can send the
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "StageError",
     "WorkerCrashed",
     "describe_exit",
+    "interrupt_on",
     "interrupt_on_signal",
     "reraise_interrupt",
 ]
@@ -169,9 +171,29 @@ def reraise_interrupt(exc: BaseException) -> None:
         raise exc
 
 
+#: The process that made SIGTERM interrupt it (`interrupt_on`); 0: none yet.
+_INTERRUPTIBLE = 0
+
+
+def interrupt_on(signum: int) -> None:
+    """Make `signum` interrupt this process's main thread (`interrupt_on_signal`)."""
+    global _INTERRUPTIBLE
+    _INTERRUPTIBLE = os.getpid()
+    signal.signal(signum, interrupt_on_signal)
+
+
 def interrupt_on_signal(signum: int, frame: object) -> None:
     """A signal handler (SIGTERM's): interrupt the main thread with `Interrupted`; the same
-    signal is ignored from then on, as one clean shutdown is enough."""
+    signal is ignored from then on, as one clean shutdown is enough.
+
+    A child forked before it chose its own handling inherits this handler; signalled then (a
+    failing run stopping a worker it has just started), raising would print "Exception
+    ignored" from inside the fork's own bookkeeping. It dies of the signal instead, as a
+    process that never set a handler does."""
+    if os.getpid() != _INTERRUPTIBLE:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     signal.signal(signum, signal.SIG_IGN)
     raise Interrupted(signum)
 

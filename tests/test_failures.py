@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -185,3 +187,23 @@ def test_workers_orphaned_by_a_killed_run_exit_quietly(method, cli, tmp_path, ma
     _, stderr = proc.communicate(timeout=20)  # EOF once every process holding stderr is gone
     assert_tree_gone(cli.tag)
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+def test_a_child_signalled_before_it_chose_its_handling_dies_quietly() -> None:
+    # A failing run stops the workers it has just forked; one signalled before it sets its own
+    # handlers used to raise inside the fork's bookkeeping, printing to the user's terminal.
+    code = (
+        "import os, signal, sys, time\n"
+        "from pipeline.errors import interrupt_on\n"
+        "interrupt_on(signal.SIGTERM)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    time.sleep(10)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.2)\n"
+        "os.kill(pid, signal.SIGTERM)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "True" and done.stderr == "", done.stderr

@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ..errors import Interrupted, PipelineError, interrupt_on_signal
+from ..errors import Interrupted, PipelineError, interrupt_on
 from .args import build_parser
 from .commands import COMMANDS
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(COMMANDS).parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
+    interrupt_on(signal.SIGTERM)
     try:
         code: int = args.func(args)
         return code

@@ -34,7 +34,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..errors import PipelineError, RemoteTraceback, WorkerCrashed, interrupt_on_signal
+from ..errors import PipelineError, RemoteTraceback, WorkerCrashed, interrupt_on
 from ..media import ffmpeg
 from ..report.reporters import Reporter
 from ..report.results import TaskResult
@@ -130,7 +130,7 @@ def _worker_main(
     ffmpeg.share_process_group()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while it started
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
+    interrupt_on(signal.SIGTERM)
     die_with_parent()
     message: Result | Failure
     try:
