@@ -94,6 +94,15 @@ def test_predict_refuses_bad_options(cli, tiny_clip, args, words) -> None:
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
 
 
+def test_predict_refuses_a_bad_layout_file_before_measuring(cli, tiny_clip, tmp_path) -> None:
+    layout = tmp_path / "bad.toml"
+    layout.write_text("tasks = [\n")
+    done = cli.run("predict", tiny_clip, "--layouts", layout)
+    assert done.returncode == 2, done.stderr
+    # One line: the error, and no "measuring" before it.
+    assert done.stderr.startswith("error: layout file") and done.stderr.count("\n") == 1
+
+
 @pytest.mark.timeout(240)
 def test_compare_predict_puts_predictions_beside_measurements(cli, tiny_clip, tmp_path) -> None:
     out = tmp_path / "cmp"

@@ -181,13 +181,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _predicted_layouts(chosen: tuple[str, ...] | None) -> list[str]:
     """The layouts to predict: those named (each checked), else every registered one the
     model predicts."""
+    from ..config.layout_file import is_layout_file, read_layout_file
     from ..lab.model import LAYOUTS as PREDICTED
-    from ..layouts import load_layout
+    from ..layouts import check_layout
 
     if not chosen:
         return list(PREDICTED)
     for layout in chosen:
-        load_layout(layout)  # unknown layouts and bad layout files fail here
+        # Unknown layouts and bad layout files fail here, before the serial run.
+        if is_layout_file(layout):
+            read_layout_file(layout)
+        else:
+            check_layout(layout)
         if layout not in PREDICTED and not layout.endswith(".toml"):
             raise ConfigError(
                 f"layout '{layout}' is not predicted: the model leaves out a Ray instance's "
