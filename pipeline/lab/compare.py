@@ -166,11 +166,20 @@ def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out:
     )
 
 
-def _predicted(summary: LayoutSummary, forecast: Forecast) -> LayoutSummary:
-    row = forecast.row(summary.layout, forecast.usable_cores)
-    if row is None:
-        return summary
-    return replace(summary, predicted_speedup=row.speedup, predicted_limit=row.limit)
+def _predicted(summaries: list[LayoutSummary], forecast: Forecast) -> list[LayoutSummary]:
+    """The summaries with `forecast`'s predictions for this machine (None where it has none)."""
+    out = []
+    for summary in summaries:
+        row = forecast.row(summary.layout, forecast.usable_cores)
+        speedup, limit = (row.speedup, row.limit) if row else (None, None)
+        out.append(replace(summary, predicted_speedup=speedup, predicted_limit=limit))
+    return out
+
+
+def _recorded(forecast: Forecast) -> dict[str, Any]:
+    """What results.json records of a forecast: the perfect layout here, and all of it."""
+    perfect = next(r for r in forecast.perfect if r.cores == forecast.usable_cores)
+    return {"perfect": asdict(perfect), "forecast": forecast.to_dict()}
 
 
 def _forecast(
@@ -184,9 +193,7 @@ def _forecast(
         key=lambda r: abs(r.wall_seconds - serial.wall_seconds),
     )
     forecast = forecaster(json.loads((Path(median.out_dir) / "report.json").read_text()))
-    perfect = next(r for r in forecast.perfect if r.cores == forecast.usable_cores)
-    meta = {"perfect": asdict(perfect), "forecast": forecast.to_dict()}
-    return [_predicted(s, forecast) for s in summaries], meta
+    return _predicted(summaries, forecast), _recorded(forecast)
 
 
 def repredict(out_dir: Path) -> list[LayoutSummary]:
@@ -199,18 +206,8 @@ def repredict(out_dir: Path) -> list[LayoutSummary]:
     path = out_dir / "results.json"
     results = json.loads(path.read_text())
     forecast = reforecast(results["forecast"])
-    summaries = [
-        _predicted(
-            replace(LayoutSummary(**s), predicted_speedup=None, predicted_limit=None), forecast
-        )
-        for s in results["summaries"]
-    ]
-    perfect = next(r for r in forecast.perfect if r.cores == forecast.usable_cores)
-    results |= {
-        "perfect": asdict(perfect),
-        "forecast": forecast.to_dict(),
-        "summaries": [asdict(s) for s in summaries],
-    }
+    summaries = _predicted([LayoutSummary(**s) for s in results["summaries"]], forecast)
+    results |= {**_recorded(forecast), "summaries": [asdict(s) for s in summaries]}
     atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
     atomic_write_bytes(out_dir / "results.md", results_markdown(summaries, results).encode())
     return summaries

@@ -173,13 +173,7 @@ def forecast(
     Without `measure`, nothing is measured on this machine: the stages count as holding the
     GIL and start-ups as free, which leaves only the perfect layout's figure meaningful."""
     tasks = task_work(job, report, measure=measure)
-    here = machine(job, tasks) if measure else Machine(usable_cores(), 0.0, 0.0)
-    if not measure:
-        here = dataclasses.replace(
-            here,
-            single_thread_encoder=job.options.encoder.threads == 1,
-            workers=job.options.workers,
-        )
+    here = machine(job, tasks, measure=measure)
     shapes = {name: shape for name in layouts if (shape := shape_for(name, tasks)) is not None}
     return _predictions(tasks, here, shapes if measure else {}, cores, report["wall_seconds"])
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config.layout_file import is_layout_file, read_layout_file
 from ..config.settings import usable_cores
+from ..engine.chain import StageChain
 from ..plan.planner import RunPlan
 from ..plan.tasks import Task
 from ..report.results import CPU_PHASES, TaskResult
@@ -72,32 +73,23 @@ def copy_cost(frame_bytes: int, rounds: int = 20) -> float:
 
 
 class _Chain:
-    """A task's stages as one stage: what a thread of a pool runs on each frame."""
+    """A task's stages as one stage, applied as a thread of a pool applies them
+    (`StageChain.apply`): what `gilmeter` times."""
 
     name = "chain"
     frame_independent = True
 
-    def __init__(self, stages: tuple[Stage, ...]) -> None:
-        self._stages = stages
+    def __init__(self, task: str, stages: tuple[Stage, ...]) -> None:
+        self._task, self._stages = task, stages
 
     def setup(self, spec: StreamSpec) -> None:
-        for stage in self._stages:
-            stage.setup(spec)
-            spec = stage.output_spec(spec)
-
-    def output_spec(self, spec: StreamSpec) -> StreamSpec:
-        for stage in self._stages:
-            spec = stage.output_spec(spec)
-        return spec
+        self._chain = StageChain(self._task, self._stages, spec).__enter__()
 
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
-        for stage in self._stages:
-            frame = stage.process(frame, index)
-        return frame
+        return self._chain.apply(frame, index)
 
     def teardown(self) -> None:
-        for stage in self._stages:
-            stage.teardown()
+        self._chain.__exit__(None, None, None)
 
 
 def serial_share(task: Task, plan: RunPlan) -> tuple[float, float]:
@@ -110,7 +102,7 @@ def serial_share(task: Task, plan: RunPlan) -> tuple[float, float]:
     spec = task.input_spec(plan.media)
     frames = generated_frames(spec.width, spec.height, SHARE_FRAMES, spec.pix_fmt)
     blueprint = pickle.dumps(task.stages)  # fresh instances per thread, as a worker gets them
-    chain = _Chain(pickle.loads(blueprint))
+    chain = _Chain(task.name, pickle.loads(blueprint))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -122,7 +114,7 @@ def serial_share(task: Task, plan: RunPlan) -> tuple[float, float]:
         if usable_cores() < 2:  # two threads take turns on one core whatever the GIL does
             return held, held
         two = gilmeter.speedup(
-            lambda: _Chain(pickle.loads(blueprint)),  # type: ignore[arg-type,return-value]
+            lambda: _Chain(task.name, pickle.loads(blueprint)),  # type: ignore[arg-type,return-value]
             spec,
             frames,
             SHARE_ROUNDS,
@@ -171,14 +163,16 @@ def task_work(plan: RunPlan, report: dict[str, Any], *, measure: bool = True) ->
     return tasks
 
 
-def machine(plan: RunPlan, tasks: list[TaskWork], cores: int | None = None) -> Machine:
-    """This machine as the model sees it (or one like it with `cores` cores), for `plan`'s
-    options: its start method's start-up, its copy cost, its workers and x264 threads."""
+def machine(plan: RunPlan, tasks: list[TaskWork], *, measure: bool = True) -> Machine:
+    """This machine as the model sees it, for `plan`'s options: its usable cores, its start
+    method's start-up and its copy cost (free without `measure`), its workers and x264
+    threads."""
     options = plan.options
+    frame_bytes = max((t.frame_bytes for t in tasks), default=1)
     return Machine(
-        cores=cores or usable_cores(),
-        startup=worker_startup(options.start_method.value),
-        copy_per_byte=copy_cost(max((t.frame_bytes for t in tasks), default=1)),
+        cores=usable_cores(),
+        startup=worker_startup(options.start_method.value) if measure else 0.0,
+        copy_per_byte=copy_cost(frame_bytes) if measure else 0.0,
         single_thread_encoder=options.encoder.threads == 1,
         workers=options.workers,
     )

@@ -181,7 +181,6 @@ class Prediction:
     seconds: float
     limit: str
     why: str
-    bounds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -348,7 +347,7 @@ def predict(tasks: list[TaskWork], shape: Shape, m: Machine) -> Prediction:
     if starts > top.seconds / 2:
         limit = "start-up"
         why = f"starting its processes takes {starts:.1f} s of {top.seconds:.1f} s"
-    return Prediction(top.seconds, limit, why, _named(bounds))
+    return Prediction(top.seconds, limit, why)
 
 
 def perfect(tasks: list[TaskWork], m: Machine) -> Prediction:
@@ -371,12 +370,4 @@ def perfect(tasks: list[TaskWork], m: Machine) -> Prediction:
             cuts.append(_chain(task, Frames(FramePool.PROCESSES), free))
         bounds.append(min(cuts, key=lambda b: b.seconds))
     top = max(bounds, key=lambda b: b.seconds)
-    return Prediction(top.seconds, top.limit, top.why, _named(bounds))
-
-
-def _named(bounds: list[_Bound]) -> dict[str, float]:
-    """The largest bound of each limit."""
-    named: dict[str, float] = {}
-    for bound in bounds:
-        named[bound.limit] = max(named.get(bound.limit, 0.0), bound.seconds)
-    return named
+    return Prediction(top.seconds, top.limit, top.why)

@@ -32,6 +32,8 @@ from typing import IO
 import imageio_ffmpeg
 
 from ..errors import MediaError, describe_exit
+from ..instrument import cpuclock, trace
+from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats, peak_rss_now, rusage_stats
 
 __all__ = [
@@ -125,9 +127,22 @@ def _grow_pipe(stream: IO[bytes] | None) -> None:
 
 
 class UsesFFmpeg:
-    """Something that runs one ffmpeg child (`_proc`, once started): its pid and its stats."""
+    """Something that runs one ffmpeg child (`_proc`, once started): its pid and its stats,
+    and the time spent on its pipe (`cpu`: on a CPU copying frames, or waiting for ffmpeg)."""
 
     _proc: FFmpegProcess | None = None
+    cpu: CpuTime
+
+    @property
+    def wait_seconds(self) -> float:
+        """Wall seconds spent on the pipe: handing frames over or waiting for them."""
+        return self.cpu.wall / 1e9
+
+    def _on_pipe(self, phase: str, begin: cpuclock.Reading) -> None:
+        """Count the span from `begin` to now as time on the pipe, in `phase` on the trace."""
+        end = cpuclock.read()
+        self.cpu = self.cpu.add(begin, end)
+        trace.span(phase, "io", begin.wall, end.wall)
 
     @property
     def pid(self) -> int | None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config.settings import EncoderSettings
 from ..errors import MediaError, describe_exit
-from ..instrument import cpuclock, trace
+from ..instrument import cpuclock
 from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats
 from ..plan.outdir import partial_path
@@ -77,9 +77,7 @@ class Encoder(UsesFFmpeg):
         self.settings = settings
         self.audio_from = audio_from if audio_codec else None
         self.audio_codec = audio_codec
-        self.wait_seconds = 0.0  # time spent blocked handing frames to ffmpeg
-        #: Where that time went: on a CPU (copying frames into the pipe), or waiting for ffmpeg.
-        self.cpu = CpuTime()
+        self.cpu = CpuTime()  # handing frames to ffmpeg through the pipe
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
     def __enter__(self) -> Encoder:
@@ -106,10 +104,7 @@ class Encoder(UsesFFmpeg):
             while view:
                 written = stream.write(view)
                 view = view[written or 0 :]
-            end = cpuclock.read()
-            self.wait_seconds += (end.wall - begin.wall) / 1e9
-            self.cpu = self.cpu.add(begin, end)
-            trace.span("encode", "io", begin.wall, end.wall)
+            self._on_pipe("encode", begin)
         except BrokenPipeError:
             self._proc.wait()
             raise MediaError(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MediaError
-from ..instrument import cpuclock, trace
+from ..instrument import cpuclock
 from ..instrument.cpuclock import CpuTime
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess, UsesFFmpeg, seek_args, url
@@ -52,9 +52,7 @@ class Decoder(UsesFFmpeg):
         count = max(2, reading.ring)
         self._ring = reading.buffers or [np.empty(spec.shape, np.uint8) for _ in range(count)]
         self.frames = 0
-        self.wait_seconds = 0.0  # time spent waiting for ffmpeg to deliver frames
-        #: Where that time went: on a CPU (copying frames out of the pipe), or waiting for ffmpeg.
-        self.cpu = CpuTime()
+        self.cpu = CpuTime()  # reading frames out of the pipe
         self._eof = False
         self._role = self._role_of(reading.label)
 
@@ -115,10 +113,7 @@ class Decoder(UsesFFmpeg):
                     self._proc.check(f"{self.path}: {self.doing}")
                     raise MediaError(f"{self.path}: {self.doing} ended inside a frame")
                 return
-            end = cpuclock.read()
-            self.wait_seconds += (end.wall - begin.wall) / 1e9
-            self.cpu = self.cpu.add(begin, end)
-            trace.span(self.phase, "io", begin.wall, end.wall)
+            self._on_pipe(self.phase, begin)
             self.frames += 1
             yield buffer
 
