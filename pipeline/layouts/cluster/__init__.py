@@ -93,23 +93,24 @@ def run(plan: RunPlan, reporter: Reporter) -> RunReport:
                     ref = remote.remote(task, plan.media, seg, shared[key], plan.options, queue)
                     running[ref] = (task.name, seg.number)
             shared.clear()
-            try:
-                while running:
-                    ready, _ = ray.wait(list(running), num_returns=1, timeout=0.1)
-                    signals.check()
-                    _forward_progress(queue, segmented.progress)
-                    for ref in ready:
-                        name, number = running.pop(ref)
-                        try:
-                            outcome: Done = ray.get(ref)
-                        except Exception as exc:
-                            raise _failure(name, number, exc) from exc
-                        _store(plan, segmented.pieces[name].segments[number], name, outcome)
-                        _count(nodes, outcome)
-                        segmented.finished(name, number, outcome.result)
-            finally:
-                for ref in running:
-                    ray.cancel(ref, force=True)
+            # Segments still running when the run fails or is interrupted are not cancelled:
+            # `ray.cancel` races with a reply already on its way and Ray's driver then aborts
+            # ("Tried to complete task that was not pending", ray-project/ray#54846), leaving
+            # our clean-up undone. Leaving `connected` ends this driver's job instead, and Ray
+            # stops the job's workers on every node.
+            while running:
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.1)
+                signals.check()
+                _forward_progress(queue, segmented.progress)
+                for ref in ready:
+                    name, number = running.pop(ref)
+                    try:
+                        outcome: Done = ray.get(ref)
+                    except Exception as exc:
+                        raise _failure(name, number, exc) from exc
+                    _store(plan, segmented.pieces[name].segments[number], name, outcome)
+                    _count(nodes, outcome)
+                    segmented.finished(name, number, outcome.result)
     return dataclasses.replace(segmented.report(), nodes=nodes)  # Ray stopped: its time counts
 
 
