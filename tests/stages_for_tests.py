@@ -93,6 +93,22 @@ class Racy(Stage):
         return np.asarray(self._current // 2 + index % 7, dtype=np.uint8)
 
 
+_LAST_FRAME: list[np.ndarray] = []  # module-level: shared by every instance, in every thread
+
+
+class SharedRacy(Stage):
+    """Claims frame independence but keeps the frame in module-level state while working."""
+
+    name = "shared-racy"
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        _LAST_FRAME[:] = [frame.copy()]
+        time.sleep(0.001)  # another thread's frame lands in _LAST_FRAME meanwhile
+        return np.asarray(_LAST_FRAME[0] // 2 + index % 7, dtype=np.uint8)
+
+
 class Counter(Stage):
     """Claims frame independence but stamps how many frames it has seen (order-dependent)."""
 
@@ -178,6 +194,16 @@ class Returns(Stage):
             "view": lambda: frame[:, ::-1],
         }
         return wrong[self.kind]()  # type: ignore[operator]
+
+
+class WrongOnI420(Stage):
+    """Accepts BGR and I420 frames, and returns float64 frames for I420 ones."""
+
+    name = "wrong-on-i420"
+    accepts = frozenset({PixelFormat.BGR24, PixelFormat.YUV420P})
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return frame.astype(np.float64) if frame.ndim == 2 else frame
 
 
 class Exits(Stage):

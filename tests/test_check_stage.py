@@ -44,7 +44,7 @@ def test_a_well_behaved_stage_passes_every_check(cli) -> None:
 @pytest.mark.parametrize(
     ("stage", "broken", "words"),
     [
-        ("tests.stages_for_tests:Racy", "thread_safe", "threads sharing one instance"),
+        ("tests.stages_for_tests:SharedRacy", "thread_safe", "share what the module"),
         ("tests.stages_for_tests:Counter", "order_independent", "in another order"),
         ("tests.stages_for_tests:Noisy", "deterministic", "not deterministic"),
         ("tests.stages_for_tests:Unpicklable", "picklable", "not picklable"),
@@ -55,6 +55,11 @@ def test_a_stage_that_breaks_a_rule_fails_the_check_naming_it(cli, stage, broken
     assert code == 1 and not report["ok"]
     assert report[broken] is False
     assert any(words in problem for problem in report["problems"]), report["problems"]
+
+
+def test_instance_state_is_safe_because_each_thread_has_its_own_copy(cli) -> None:
+    code, report = _check(cli, "tests.stages_for_tests:Racy")  # keeps its frame in self
+    assert code == 0 and report["thread_safe"] is True, report["problems"]
 
 
 def test_a_stage_with_state_is_checked_in_order_only(cli) -> None:
@@ -109,3 +114,57 @@ def test_check_stage_refuses_more_frames_than_it_can_hold(args, words, cli) -> N
     done = cli.run("check-stage", "resize:height=10", *args, timeout=20)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and words in done.stderr
+
+
+def test_the_untouched_template_is_called_too_cheap_to_measure(cli) -> None:
+    code, report = _check(cli, "exercises/template_stage.py:MyStage")
+    assert code == 0 and report["ok"]
+    assert report["recommendation"] == "either" and "too cheap to measure" in report["reason"]
+    assert report["releases_gil"] is None and report["speedup_2_threads"] is None
+
+
+def test_a_stage_that_is_not_thread_safe_is_never_recommended_threads(cli) -> None:
+    code, report = _check(cli, "tests.stages_for_tests:SharedRacy")
+    assert code == 1 and report["thread_safe"] is False
+    assert report["recommendation"] == "processes", report["reason"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "words"),
+    [
+        ("tests.stages_for_tests:Returns:kind='none',at=0", "returned NoneType, not a frame"),
+        ("tests.stages_for_tests:Returns:kind='float32',at=0", "returned a float32 array"),
+        ("tests.stages_for_tests:WrongOnI420", "returned a float64 array"),
+    ],
+)
+def test_frames_a_run_would_refuse_fail_the_check_in_one_line(cli, stage, words) -> None:
+    done = cli.run("check-stage", stage, "--frames", "4")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: stage ") and words in lines[0]
+    assert "a run fails on such a frame" in lines[0]
+
+
+def test_every_pixel_format_the_stage_accepts_is_tried(cli) -> None:
+    code, report = _check(cli, "examples/stages/sepia.py:Sepia")
+    assert report["pix_fmt"] == "bgr24"
+    done = cli.run("check-stage", "tests.stages_for_tests:WrongOnI420", "--frames", "4")
+    assert "yuv420p" in done.stderr  # BGR frames pass; the I420 ones it also accepts do not
+
+
+def test_a_speedup_two_threads_cannot_give_is_measured_again_and_left_out(monkeypatch) -> None:
+    from pipeline.config.settings import StageSpec
+    from pipeline.lab import gilmeter, stagecheck
+
+    calls = []
+
+    def noisy(*args, **kwargs) -> float:  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return 10.19
+
+    monkeypatch.setattr(gilmeter, "speedup", noisy)
+    monkeypatch.setattr(stagecheck, "usable_cores", lambda: 2)
+    report = stagecheck.check_stage(StageSpec("animate", (("particles", 0), ("glow", 2))), count=4)
+    assert len(calls) == 1 + stagecheck.REMEASURES
+    assert report.speedup_2_threads is None and report.recommendation == "either"
+    assert any("10.19x" in note and "noise" in note for note in report.notes)

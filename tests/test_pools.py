@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stages_for_tests import BurnCpu, FailAt
+from stages_for_tests import BurnCpu, FailAt, Racy
 
 from pipeline import EncoderSettings, RunOptions, StageError
 from pipeline.config.settings import Transport
@@ -38,6 +38,18 @@ def test_hybrid_threads_share_the_frames(make_clip, tmp_path) -> None:
     workers = report.tasks["work"].workers
     assert len(workers) == 2 and len({w.pid for w in workers}) == 1
     assert sum(w.frames for w in workers) == 24
+
+
+def test_threads_of_a_pool_run_their_own_copies_of_the_stages(make_clip, tmp_path) -> None:
+    # Racy keeps the frame it works on in `self`: threads sharing one instance would race.
+    clip = make_clip("pool.mp4", size="64x48", frames=24)
+    digests = [
+        execute(_job(clip, tmp_path / f"{n}", layout, (Racy(),), workers=3))
+        .tasks["work"]
+        .frame_digest
+        for n, layout in enumerate(("serial", "hybrid", "hybrid"))
+    ]
+    assert digests[1] == digests[2] == digests[0]
 
 
 @pytest.mark.parametrize("transport", list(Transport))

@@ -288,15 +288,19 @@ def _cmd_check_stage(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
     independent = "declared yes" if report.frame_independent else "declared no: runs in order"
-    speed = (
-        "not measured (one usable core)"
-        if report.speedup_2_threads is None or report.gil_share is None
-        else f"{_yes(report.releases_gil, 'partly')}: holds it {report.gil_share:.0%} of its CPU "
-        f"time; 2 threads {report.speedup_2_threads:.2f}x as fast as 1"
-    )
+    if report.speedup_2_threads is not None and report.gil_share is not None:
+        speed = (
+            f"{_yes(report.releases_gil, 'partly')}: holds it {report.gil_share:.0%} of its CPU "
+            f"time; 2 threads {report.speedup_2_threads:.2f}x as fast as 1"
+        )
+    elif report.gil_share is not None:
+        speed = f"holds it {report.gil_share:.0%} of its CPU time; 2 threads: not measured"
+    else:
+        speed = "not measured"
     rows = [
         ("stage", f"{report.stage} ({report.spec})"),
-        ("frames", f"{report.frames} generated {report.size} {report.pix_fmt} frames"),
+        ("frames", f"{report.frames} generated {report.size} frames, {report.pix_fmt}"),
+        ("cost", f"{report.seconds_per_frame * 1e3:.3f} ms a frame on one thread"),
         ("picklable", _yes(report.picklable)),
         ("deterministic", _yes(report.deterministic)),
         ("frame-independent", independent),
@@ -307,6 +311,8 @@ def _cmd_check_stage(args: argparse.Namespace) -> int:
     ]
     for name, value in rows:
         print(f"{name:<18} {value}")
+    for note in report.notes:
+        print(f"note: {note}")
     for problem in report.problems:
         print(f"problem: {problem}")
     print("verdict: " + ("safe for the layouts it claims" if report.ok else "NOT safe"))

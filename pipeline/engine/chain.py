@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,7 @@ from ..instrument.faults import fault_at
 from ..stages.base import Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
 
-__all__ = ["STAGE_FAILURES", "StageChain", "mismatch"]
+__all__ = ["STAGE_FAILURES", "StageChain", "copy_stages", "mismatch"]
 
 
 #: What a stage may raise that fails the stage: anything but an interruption, `SystemExit`
@@ -41,6 +42,28 @@ def mismatch(frame: object, spec: StreamSpec) -> str | None:
             f"np.ascontiguousarray(frame): expected {expected}"
         )
     return None
+
+
+def copy_stages(task: str, stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """Copies of stages not set up yet, for another thread to set up and run (`deepcopy`:
+    before `setup()` a stage holds only its configuration, which copies).
+
+    A stage that cannot be copied fails with a `StageError` naming it.
+    """
+    copies = []
+    for stage in stages:
+        try:
+            copies.append(copy.deepcopy(stage))
+        except STAGE_FAILURES as exc:
+            reraise_interrupt(exc)
+            raise StageError(
+                task=task,
+                stage=stage.name,
+                index=-1,
+                error=f"cannot be copied for each thread of a frame pool ({exc!r}): keep "
+                "only configuration in it until setup()",
+            ) from exc
+    return tuple(copies)
 
 
 #: Seconds a stage's teardown gets while the run is being interrupted.
@@ -73,7 +96,13 @@ class StageChain:
     (`Stage.output_spec`): not an array, another shape or dtype, not C-contiguous.
     """
 
-    def __init__(self, task: str, stages: tuple[Stage, ...], spec: StreamSpec) -> None:
+    def __init__(
+        self,
+        task: str,
+        stages: tuple[Stage, ...],
+        spec: StreamSpec,
+        cpu: CpuLedger | None = None,
+    ) -> None:
         self.task = task
         self.stages = stages
         self.spec = spec
@@ -86,8 +115,9 @@ class StageChain:
         # the colour conversion that the planner may have put behind it.
         own = [stage for stage in stages if not isinstance(stage, ToBGR | ToI420)]
         self._fault_stage: Stage | None = (own or list(stages))[-1] if stages else None
-        #: Each stage's time on frames, by stage name: wall, on a CPU, waiting for a core.
-        self.cpu = CpuLedger()  # frame pools apply from several threads: it has a lock
+        #: Each stage's time on frames, by stage name: wall, on a CPU, waiting for a core;
+        #: `cpu` when given, a ledger that several chains share (it has a lock).
+        self.cpu = cpu or CpuLedger()
 
     def __enter__(self) -> StageChain:
         spec = self.spec

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -25,11 +26,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..instrument import trace
-from ..instrument.cpuclock import CpuTime
+from ..instrument.cpuclock import CpuLedger, CpuTime
 from ..instrument.procstats import ProcessStats
 from ..report.results import WorkerStats
 from ..stages.base import StreamSpec
-from .chain import StageChain
+from .chain import StageChain, copy_stages
 
 __all__ = [
     "FrameMapper",
@@ -157,7 +158,9 @@ def inline_everywhere(task: Any) -> MapperFactory:
 class ThreadMapper(FrameMapper):
     """Runs frame-independent stages on `workers` threads of the task's process.
 
-    The threads share the stages (set up once) and the frames (no copies). Stages that release
+    Each thread runs its own copy of the stages, set up in that thread, as each process of a
+    process pool does: a stage's instance state (a buffer kept in `self`) is never shared
+    between threads, so it cannot race. The frames are shared (no copies). Stages that release
     the GIL (OpenCV, numpy) run in parallel; pure-Python stages take turns on the GIL.
     """
 
@@ -166,18 +169,27 @@ class ThreadMapper(FrameMapper):
     ) -> None:
         super().__init__()
         self._task = task
-        self._chain = StageChain(task, stages, spec)
+        self._stages = stages
+        self._spec = spec
+        self._cpu = CpuLedger()  # every thread's chain adds to it
         threads, window = size.fitted(stages)
         self._threads = max(1, threads)  # no stage, or one in order: the task's own thread
         self.window = window if threads > 1 else 1
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stats: dict[str, list[float]] = {}
+        self._spare: list[tuple[Any, ...]] = []  # copies of the stages no thread has taken yet
+        self._chains: list[StageChain] = []  # every chain set up (or being set up)
+        self._mine = threading.local()
 
     def __enter__(self) -> ThreadMapper:
-        self._chain.__enter__()
-        if self._threads == 1:
-            return self  # nothing to run in parallel: the task's thread applies the stages
+        if self._threads == 1:  # nothing to run in parallel: the task's thread applies them
+            self._chains.append(StageChain(self._task, self._stages, self._spec, self._cpu))
+            self._chains[0].__enter__()
+            return self
+        # Copied here, in the task's thread, so that a stage that cannot be copied fails the
+        # run before any frame; set up later, by the thread that runs them.
+        self._spare = [copy_stages(self._task, self._stages) for _ in range(self._threads)]
         prefix = f"frames-{self._task}"
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=prefix)
         return self
@@ -187,7 +199,10 @@ class ThreadMapper(FrameMapper):
             # After a failure, a thread stuck in a stage must not hold the task: it is left
             # behind (the process then exits without it, `leave_stuck_threads`).
             self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
-        self._chain.__exit__(*exc)
+        teardowns = contextlib.ExitStack()  # every chain's, also when one of them fails
+        for chain in self._chains:
+            teardowns.push(chain.__exit__)
+        teardowns.__exit__(*exc)
         pid = os.getpid()
         self.workers = [
             WorkerStats(name=name, pid=pid, frames=int(frames), busy_seconds=busy)
@@ -195,11 +210,22 @@ class ThreadMapper(FrameMapper):
         ]
 
     def stage_cpu(self) -> dict[str, CpuTime]:
-        return self._chain.cpu.snapshot()
+        return self._cpu.snapshot()
+
+    def _chain(self) -> StageChain:
+        """This thread's chain, set up on its first frame."""
+        chain: StageChain | None = getattr(self._mine, "chain", None)
+        if chain is None:
+            with self._lock:
+                chain = StageChain(self._task, self._spare.pop(), self._spec, self._cpu)
+                self._chains.append(chain)  # torn down at the end even if setup fails
+            chain.__enter__()
+            self._mine.chain = chain
+        return chain
 
     def _apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         started = time.perf_counter()
-        out = self._chain.apply(frame, index)
+        out = self._chain().apply(frame, index)
         busy = time.perf_counter() - started
         name = threading.current_thread().name
         with self._lock:
@@ -211,7 +237,7 @@ class ThreadMapper(FrameMapper):
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         executor = self._executor
         if executor is None:
-            return self._chain.map(frames, start)
+            return self._chains[0].map(frames, start)
 
         def submit(index: int, frame: np.ndarray) -> tuple[int, Future[np.ndarray]]:
             return index, executor.submit(self._apply, frame, index)

@@ -6,7 +6,8 @@ on (see `pipeline.stages.base`):
 * picklable: process layouts pickle it to their workers; its copy must give the same frames;
 * deterministic: two fresh instances give the same frames;
 * for a stage that declares itself frame-independent: the same frames when processed in
-  reverse order, and when four threads share one instance (as `hybrid` does);
+  reverse order, and when four threads each run their own copy (as `hybrid` does), which
+  finds state they share through the module or the class;
 * whether it releases the GIL, measured two ways (`pipeline.lab.gilmeter`): the share of its
   CPU time during which it holds the GIL, beside a thread of pure Python, and the speedup of 2
   threads over 1 on the same work (needs 2 usable cores); OpenCV pinned to one thread, so the
@@ -19,8 +20,10 @@ parallel), `either` when it does both, or the two measurements disagree.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -30,6 +33,7 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
+from ..engine.chain import mismatch
 from ..errors import PipelineError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
@@ -37,8 +41,12 @@ from . import gilmeter
 
 __all__ = ["StageReport", "check_stage", "generated_frames"]
 
-#: Threads sharing one instance in the thread-safety check.
+#: Threads, each with its own copy of the stage, in the thread-safety check.
 SHARING_THREADS = 4
+#: A 2-thread speedup beyond what 2 threads can give on this machine, by more than this
+#: factor, is noise: measured again `REMEASURES` times, then left out.
+NOISE_MARGIN = 1.1
+REMEASURES = 2
 
 
 @dataclass
@@ -56,12 +64,14 @@ class StageReport:
     deterministic: bool
     order_independent: bool | None  # None: not frame-independent, not checked
     thread_safe: bool | None
-    speedup_2_threads: float | None  # None: fewer than 2 usable cores
-    gil_share: float | None  # of its CPU time, holding the GIL; None: fewer than 2 cores
+    seconds_per_frame: float  # on one thread, OpenCV on one thread
+    speedup_2_threads: float | None  # None: not measured (too cheap, one core, noise)
+    gil_share: float | None  # of its CPU time, holding the GIL; None: not measured
     releases_gil: bool | None
     recommendation: str
     reason: str
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what to know that breaks no rule
 
     @property
     def ok(self) -> bool:
@@ -93,33 +103,54 @@ def _digest(frame: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(frame).data).hexdigest()
 
 
+def _checked(stage: Stage, spec: StreamSpec, frame: np.ndarray, index: int) -> str:
+    """The digest of what `stage` returns for `frame`; a `PipelineError` when a run would
+    refuse it (not a frame of the stage's output spec: `None`, another dtype or shape)."""
+    out = stage.process(frame.copy(), index)  # a copy: it may write in place
+    wrong = mismatch(out, stage.output_spec(spec))
+    if wrong is not None:
+        raise PipelineError(
+            f"stage {stage.name} {wrong}, on generated {spec.pix_fmt.value} frame {index}; "
+            "a run fails on such a frame"
+        )
+    return _digest(out)
+
+
 def _digests(
     stage: Stage, spec: StreamSpec, frames: list[np.ndarray], order: list[int]
 ) -> dict[int, str]:
-    """Set `stage` up, run it on `frames` in `order` (copies: it may write in place)."""
+    """Set `stage` up, run it on `frames` in `order`."""
     stage.setup(spec)
     try:
-        return {i: _digest(stage.process(frames[i].copy(), i)) for i in order}
+        return {i: _checked(stage, spec, frames[i], i) for i in order}
     finally:
         stage.teardown()
 
 
-def _shared_by_threads(
-    stage: Stage, spec: StreamSpec, frames: list[np.ndarray]
-) -> list[tuple[int, str]]:
-    """Every frame three times, in a shuffled order, by threads sharing one instance."""
+def _by_threads(stage: Stage, spec: StreamSpec, frames: list[np.ndarray]) -> list[tuple[int, str]]:
+    """Every frame three times, in a shuffled order, by threads that each run their own copy
+    of `stage`, as a frame pool's threads do (`hybrid`): what they share is what its module
+    and class hold."""
     order = [i for _ in range(3) for i in range(len(frames))]
     np.random.default_rng(1).shuffle(order)
-    stage.setup(spec)
+    mine = threading.local()
+    copies: list[Stage] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> tuple[int, str]:
+        if not hasattr(mine, "stage"):
+            mine.stage = copy.deepcopy(stage)
+            mine.stage.setup(spec)
+            with lock:
+                copies.append(mine.stage)
+        return i, _checked(mine.stage, spec, frames[i], i)
+
     try:
-
-        def one(i: int) -> tuple[int, str]:
-            return i, _digest(stage.process(frames[i].copy(), i))
-
         with ThreadPoolExecutor(SHARING_THREADS) as pool:
             return list(pool.map(one, order))
     finally:
-        stage.teardown()
+        for copied in copies:
+            copied.teardown()
 
 
 def check_stage(
@@ -162,7 +193,7 @@ def _picklable(
 def _frame_parallel(
     spec: StageSpec, stream: StreamSpec, frames: list[np.ndarray], reference: dict[int, str]
 ) -> tuple[bool, bool, list[str]]:
-    """(gives the same frames in any order, under threads sharing one instance; problems)."""
+    """(gives the same frames in any order, under threads each with its own copy; problems)."""
     problems = []
     backwards = _digests(build_stage(spec), stream, frames, list(range(len(frames)))[::-1])
     order_independent = backwards == reference
@@ -171,86 +202,164 @@ def _frame_parallel(
             "claims frame_independent but gives other frames in another order: set "
             "frame_independent = False, or drop the state carried between frames"
         )
-    shared = _shared_by_threads(build_stage(spec), stream, frames)
-    thread_safe = all(reference[i] == digest for i, digest in shared)
+    try:
+        copy.deepcopy(build_stage(spec))
+    except Exception as exc:
+        problems.append(
+            f"cannot be copied for each thread of a frame pool ({type(exc).__name__}: {exc}): "
+            "hybrid gives each thread its own copy; keep only configuration until setup()"
+        )
+        return order_independent, False, problems
+    threaded = _by_threads(build_stage(spec), stream, frames)
+    thread_safe = all(reference[i] == digest for i, digest in threaded)
     if not thread_safe:
         problems.append(
-            f"claims frame_independent but {SHARING_THREADS} threads sharing one "
-            "instance give other frames (hybrid does that): keep per-frame data in "
-            "local variables, not in self"
+            f"claims frame_independent but {SHARING_THREADS} threads, each with its own "
+            "copy (as hybrid runs it), give other frames: they share what the module or the "
+            "class holds; keep per-frame data in local variables or in self"
         )
     return order_independent, thread_safe, problems
 
 
-def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -> StageReport:
-    pix_fmt = PixelFormat.BGR24 if PixelFormat.BGR24 in stage.accepts else PixelFormat.YUV420P
-    stream = StreamSpec(width, height, Fraction(25), pix_fmt)
-    frames = generated_frames(width, height, count, pix_fmt)
-    in_order = list(range(count))
+def _rules(
+    stage: Stage, spec: StageSpec, stream: StreamSpec, count: int
+) -> tuple[bool, bool, bool | None, bool | None, list[str]]:
+    """(picklable, deterministic, order-independent, thread-safe, problems) on frames of
+    `stream`; the last two None when the stage runs its frames in order."""
+    frames = generated_frames(stream.width, stream.height, count, stream.pix_fmt)
+    reference = _digests(build_stage(spec), stream, frames, list(range(count)))
     problems: list[str] = []
+    unpicklable = _picklable(stage, stream, frames, reference)
+    picklable = unpicklable is None or not unpicklable.startswith("not picklable")
+    problems += [unpicklable] if unpicklable else []
+    deterministic = _digests(build_stage(spec), stream, frames, list(range(count))) == reference
+    if not deterministic:
+        problems.append(
+            "not deterministic: two runs give different frames (seed randomness from "
+            "the configuration, never from the clock)"
+        )
+    order_independent = thread_safe = None
+    if stage.frame_independent:
+        order_independent, thread_safe, found = _frame_parallel(spec, stream, frames, reference)
+        problems += found
+    return picklable, deterministic, order_independent, thread_safe, problems
+
+
+def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -> StageReport:
+    # Every format the stage takes: the decoder hands it I420 frames when every stage of its
+    # task accepts them, BGR otherwise, so either may reach it in a run.
+    formats = [f for f in (PixelFormat.BGR24, PixelFormat.YUV420P) if f in stage.accepts]
+    streams = [StreamSpec(width, height, Fraction(25), f) for f in formats]
+    picklable = deterministic = True
+    order_independent = thread_safe = None if not stage.frame_independent else True
+    problems: list[str] = []
+    notes: list[str] = []
     opencv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        reference = _digests(build_stage(spec), stream, frames, in_order)
-        unpicklable = _picklable(stage, stream, frames, reference)
-        picklable = unpicklable is None or not unpicklable.startswith("not picklable")
-        problems += [unpicklable] if unpicklable else []
-        deterministic = _digests(build_stage(spec), stream, frames, in_order) == reference
-        if not deterministic:
-            problems.append(
-                "not deterministic: two runs give different frames (seed randomness from "
-                "the configuration, never from the clock)"
-            )
-        order_independent = thread_safe = None
-        if stage.frame_independent:
-            order_independent, thread_safe, found = _frame_parallel(spec, stream, frames, reference)
-            problems += found
-        speedup = share = None
-        if usable_cores() >= 2:
-            speedup = gilmeter.speedup(lambda: build_stage(spec), stream, frames)
-            measured = build_stage(spec)
-            measured.setup(stream)
-            try:
-                share = gilmeter.gil_share(measured, stream, frames)
-            finally:
-                measured.teardown()
+        for stream in streams:
+            found = _rules(stage, spec, stream, count)
+            picklable &= found[0]
+            deterministic &= found[1]
+            if stage.frame_independent:
+                order_independent = bool(order_independent and found[2])
+                thread_safe = bool(thread_safe and found[3])
+            where = f"{stream.pix_fmt.value} frames: " if len(streams) > 1 else ""
+            problems += [f"{where}{problem}" for problem in found[4]]
+        speed = _speed(spec, streams[0], count, notes)
     finally:
         cv2.setNumThreads(opencv_threads)
 
     recommendation, reason, releases = _recommend(
-        speedup, share, picklable, stage.frame_independent
+        speed, picklable, thread_safe, stage.frame_independent
     )
     return StageReport(
         stage=stage.describe(),
         spec=str(spec),
         frames=count,
         size=f"{width}x{height}",
-        pix_fmt=pix_fmt.value,
+        pix_fmt=", ".join(f.value for f in formats),
         frame_independent=stage.frame_independent,
         picklable=picklable,
         deterministic=deterministic,
         order_independent=order_independent,
         thread_safe=thread_safe,
-        speedup_2_threads=speedup,
-        gil_share=share,
+        seconds_per_frame=speed.seconds_per_frame,
+        speedup_2_threads=speed.speedup,
+        gil_share=speed.share,
         releases_gil=releases,
         recommendation=recommendation,
         reason=reason,
         problems=problems,
+        notes=notes,
     )
 
 
+@dataclass(frozen=True)
+class _Speed:
+    """What was measured of the stage's cost: seconds a frame on one thread, and (None when
+    not measured) 2 threads' speedup over 1 and the share of its CPU time holding the GIL."""
+
+    seconds_per_frame: float
+    speedup: float | None = None
+    share: float | None = None
+    why_not: str = ""  # why speedup and share were not measured
+
+
+def _speed(spec: StageSpec, stream: StreamSpec, count: int, notes: list[str]) -> _Speed:
+    """Measure the stage's cost and whether it releases the GIL, unless it is too cheap for
+    that to mean anything or there is one core; a speedup that 2 threads cannot give on this
+    machine (noise) is measured again, and noted if it stays."""
+    frames = generated_frames(stream.width, stream.height, count, stream.pix_fmt)
+    measured = build_stage(spec)
+    measured.setup(stream)
+    try:
+        per_frame, copying = gilmeter.stage_seconds(measured, frames)
+        if per_frame < copying:
+            why = (
+                f"too cheap to measure: {per_frame * 1e6:.0f} µs a frame, less than copying "
+                f"the frame ({copying * 1e6:.0f} µs); spreading it over threads or processes "
+                "gains nothing"
+            )
+            return _Speed(per_frame, why_not=why)
+        cores = usable_cores()
+        if cores < 2:
+            return _Speed(per_frame, why_not="one usable core: the GIL cannot show")
+        share = gilmeter.gil_share(measured, stream, frames)
+    finally:
+        measured.teardown()
+    limit = min(2, cores) * NOISE_MARGIN  # 2 threads can at most double the pace
+    for _ in range(1 + REMEASURES):
+        speedup = gilmeter.speedup(lambda: build_stage(spec), stream, frames)
+        if speedup <= limit:
+            return _Speed(per_frame, speedup, share)
+    notes.append(
+        f"2 threads measured {speedup:.2f}x as fast as 1, {1 + REMEASURES} times, where 2 "
+        "threads can at most double the pace: the machine was busy (noise); the speedup is "
+        "left out of the recommendation"
+    )
+    return _Speed(per_frame, None, share, why_not="the 2-thread speedup was noise")
+
+
 def _recommend(
-    speedup: float | None, share: float | None, picklable: bool, frame_independent: bool
+    speed: _Speed, picklable: bool, thread_safe: bool | None, frame_independent: bool
 ) -> tuple[str, str, bool | None]:
     """(recommendation, why, releases the GIL) from the GIL share and the 2-thread speedup.
 
     A frame-independent stage can be spread over a frame pool (`hybrid` threads, `pool`
     processes) or segments; one that carries state runs in order under every layout, so only
     where its task runs (a thread or a process of its own, beside the other task) matters.
+    Never threads for a stage whose copies race on shared state, never processes for one that
+    cannot be pickled.
     """
-    if speedup is None or share is None:
-        return "either", "one usable core: whether it releases the GIL cannot be measured", None
+    if thread_safe is False:
+        if picklable:
+            why = "threads running it race on state its copies share; processes each have their own"
+            return "processes", f"{why}: use a process pool or segments (pool, segments)", None
+        return "none", "neither thread-safe nor picklable: fix the problems above first", None
+    if speed.speedup is None or speed.share is None:
+        return "either", speed.why_not, None
+    share, speedup = speed.share, speed.speedup
     where = (
         ("a thread pool (hybrid)", "a process pool or segments (pool, segments)")
         if frame_independent

@@ -5,7 +5,7 @@ Lifecycle, in the process and thread where the stage will run:
 1. The stage is built with its configuration as plain, picklable attributes (numbers, strings,
    tuples; public names). Until `setup()` it holds nothing else: no open files, threads, locks,
    OpenCV objects or large tables. It may be pickled to a worker process or another machine, or
-   shared by several threads, before `setup()`.
+   copied (`copy.deepcopy`) for each thread of a frame pool, before `setup()`.
 2. `output_spec(spec)` says what frames come out for frames of `spec` coming in. It is pure and
    cheap: the pipeline calls it while planning, without `setup()`. Raise `ValueError` there when
    the stage cannot take such frames.
@@ -29,9 +29,10 @@ Randomness comes from a seed in the configuration (see `Animate`), never from th
 
 Frame independence. A stage whose output for frame `i` depends only on the frame, `i` and its
 configuration sets `frame_independent = True` (the default). Layouts may then run it on several
-frames at once, in any order: in a pool of threads sharing one instance (`hybrid`), so
-`process` must be thread-safe (no unguarded state written per frame); in several processes
-with a copy each (`pool`); or on separate segments of the video (`segments`, `ray`). A stage
+frames at once, in any order: in a pool of threads, each with its own copy set up in that
+thread (`hybrid`), so what the copies share (the module's and the class's state) must be
+thread-safe; in several processes with a copy each (`pool`); or on separate segments of the
+video (`segments`, `ray`). A stage
 that carries state from frame to frame (a running average, a tracker) sets it to False: it is
 then run on one frame at a time, in order, by one instance, under every layout, and sees every
 frame from the first: `segments` and `ray` make its task in one piece instead of cutting it.
