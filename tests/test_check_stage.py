@@ -146,8 +146,8 @@ def test_frames_a_run_would_refuse_fail_the_check_in_one_line(cli, stage, words)
 
 
 def test_every_pixel_format_the_stage_accepts_is_tried(cli) -> None:
-    code, report = _check(cli, "examples/stages/sepia.py:Sepia")
-    assert report["pix_fmt"] == "bgr24"
+    code, report = _check(cli, "tests.stages_for_tests:Unchanged")
+    assert code == 0 and report["pix_fmt"] == "bgr24, yuv420p"
     done = cli.run("check-stage", "tests.stages_for_tests:WrongOnI420", "--frames", "4")
     assert "yuv420p" in done.stderr  # BGR frames pass; the I420 ones it also accepts do not
 
