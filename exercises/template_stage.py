@@ -6,6 +6,14 @@ As it is, the stage passes frames through unchanged, and keeps every rule of the
     vidpipe check-stage exercises/template_stage.py:MyStage
     vidpipe run sample_media/car-detection.mp4 --out out \
         --stage compress:exercises/template_stage.py:MyStage
+
+The base class is optional: a plain class with `process(frame, index)` (drop `Stage` below;
+`setup`, `teardown` and the attributes may stay or go), or a plain function, is a stage too:
+
+    def my_stage(frame: np.ndarray, index: int) -> np.ndarray:
+        return frame
+
+(`--stage compress:mine/my_stage.py:my_stage`; docs/stages.md, "Plain Python").
 """
 
 from __future__ import annotations

@@ -298,3 +298,21 @@ class SlowHangingTeardown(Stage):
 
         while True:
             time.sleep(3600)
+
+
+class PlainInvert:
+    """Inverts BGR frames: a plain class, no base class, a `setup` that takes nothing."""
+
+    def __init__(self, mask: int = 255) -> None:
+        self.mask = mask
+
+    def setup(self) -> None:
+        self._mask = np.uint8(self.mask)
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return np.bitwise_xor(frame, self._mask)
+
+
+def plain_invert(frame: np.ndarray, index: int, mask: int = 255) -> np.ndarray:
+    """Inverts BGR frames: a plain function."""
+    return np.bitwise_xor(frame, np.uint8(mask))

@@ -114,7 +114,7 @@ def test_stages_are_added_in_order_after_the_built_in_ones(tiny_clip, tmp_path) 
     ("stage", "message"),
     [
         ("compress:nowhere/missing.py:X", "stage file nowhere/missing.py: no such file"),
-        (f"compress:{SEPIA[:-6]}:Nope", "examples/stages/sepia.py has no class 'Nope'"),
+        (f"compress:{SEPIA[:-6]}:Nope", "examples/stages/sepia.py has no class or function 'Nope'"),
         (f"compress:{SEPIA[:-6]}:SEPIA_BGR", "'SEPIA_BGR' is not a stage"),
         ("compress:json:JSONDecoder", "'JSONDecoder' is not a stage"),
         ("compress:no_such_module:X", "stage module 'no_such_module': cannot import it"),

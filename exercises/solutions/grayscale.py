@@ -3,6 +3,9 @@
 In I420 a frame is its luma plane (the grey picture) followed by two chroma planes; setting
 the chroma to 128 (no colour) leaves exactly the grey picture. Because the stage accepts
 I420, a task made only of such stages is decoded and encoded in I420: no BGR conversion at all.
+
+Written twice: as a `Stage` subclass (`Grayscale`), and as a plain function (`grayscale`),
+which gives the same frames.
 """
 
 from __future__ import annotations
@@ -31,3 +34,16 @@ class Grayscale(Stage):
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         out: np.ndarray = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
         return out
+
+
+def grayscale(frame: np.ndarray, index: int) -> np.ndarray:
+    """Removes the colour, as `Grayscale` does: a stage written as a plain function."""
+    if frame.ndim == 2:  # I420: height * 3 // 2 rows, the first two thirds are the luma
+        frame[frame.shape[0] * 2 // 3 :] = 128
+        return frame
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    out: np.ndarray = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    return out
+
+
+grayscale.accepts = ("bgr24", "yuv420p")  # type: ignore[attr-defined]

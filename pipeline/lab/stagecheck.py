@@ -366,7 +366,10 @@ def _recommend(
         else ("its task in a thread (threads)", "its task in a process (processes)")
     )
     measured = f"it holds the GIL {share:.0%} of its CPU time, 2 threads {speedup:.2f}x as fast"
-    if share <= gilmeter.GIL_FREE_SHARE and speedup >= gilmeter.GIL_HELD_SPEEDUP:
+    # Threads when the share leaves them room and they gained; or when they clearly gained
+    # and the share, though past half, is short of what holds them back.
+    gained = speedup >= gilmeter.GIL_FREE_SPEEDUP and share < gilmeter.GIL_HELD_SHARE
+    if (share <= gilmeter.GIL_FREE_SHARE and speedup >= gilmeter.GIL_HELD_SPEEDUP) or gained:
         why = f"{measured}: threads run it in parallel without copying frames; use {where[0]}"
         return "threads", why, True
     if share >= gilmeter.GIL_HELD_SHARE and speedup < gilmeter.GIL_FREE_SPEEDUP:

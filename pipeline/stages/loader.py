@@ -3,28 +3,27 @@
 A stage reference is one of
 
 * a built-in stage's name: `resize`, `animate`, ... (`vidpipe stages` lists them);
-* `path/to/file.py:ClassName`: a class defined in a Python file;
-* `package.module:ClassName`: a class in an importable module (the current directory is
-  searched too, after the installed packages, so that a file there cannot shadow one).
+* `path/to/file.py:NAME`: a stage defined in a Python file;
+* `package.module:NAME`: a stage in an importable module (the current directory is searched
+  too, after the installed packages, so that a file there cannot shadow one).
 
-Options follow as `key=value` pairs, separated by commas, passed to the class as keyword
-arguments. A value is read as a TOML value when it is one (`3`, `0.5`, `true`, `"a,b"`, `[1, 2]`)
-and as a plain string otherwise (`mode=fast`).
+`NAME` is a subclass of `Stage`, any class with a `process(frame, index)` method, or a function
+`f(frame, index)` that returns the frame (`pipeline.stages.plain`). Options follow as
+`key=value` pairs, separated by commas, passed to the class, or to the function with every
+frame, as keyword arguments; a function's `frame_independent=false` says that it carries state
+from frame to frame. A value is read as a TOML value when it is one (`3`, `0.5`, `true`,
+`"a,b"`, `[1, 2]`) and as a plain string otherwise (`mode=fast`).
 
-A class loaded from a file travels to worker processes and to other machines as its file's
-source text, not its path (see `_FileModules`): workers started by `spawn`, and Ray's nodes,
-which may not see the file, load it again from that text. Such a file must therefore be
-self-contained: it may import installed packages, not its neighbours.
+A stage from a file travels to worker processes and to other machines as its file's source
+text (`pipeline.stages.files`), so such a file must be self-contained: it may import installed
+packages, not its neighbours.
 """
 
 from __future__ import annotations
 
-import copyreg
-import hashlib
 import importlib
 import inspect
 import os
-import re
 import sys
 import tomllib
 import types
@@ -33,8 +32,9 @@ from typing import Any
 
 from ..config.settings import StageSpec
 from ..errors import ConfigError, reraise_interrupt
-from ..plan.outdir import read_regular
 from .base import Stage
+from .files import FileModules
+from .plain import FunctionStage, PlainStage
 
 __all__ = ["StageSpec", "build_stage", "load_stage_class", "parse_stage_spec", "parse_task_stage"]
 
@@ -82,75 +82,6 @@ def parse_task_stage(text: str) -> tuple[str, StageSpec]:
     return task, parse_stage_spec(rest, f"--stage '{text}'")
 
 
-class _FileModules:
-    """Modules loaded from stage files, registered under a name derived from their source.
-
-    Pickling an instance of one of their classes records the module's source text, so that
-    unpickling loads the same module wherever it happens (a spawned worker, a Ray node).
-    """
-
-    PREFIX = "vidpipe_user_stage"
-
-    @classmethod
-    def load(cls, path: Path) -> types.ModuleType:
-        try:
-            source = read_regular(path).decode("utf-8")
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise ConfigError(f"stage file {path}: cannot read it ({why})") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"stage file {path}: not UTF-8 text ({exc.reason})") from exc
-        return cls.from_source(source, str(path))
-
-    @classmethod
-    def from_source(cls, source: str, filename: str) -> types.ModuleType:
-        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        stem = re.sub(r"\W", "_", Path(filename).stem)
-        name = f"{cls.PREFIX}_{stem}_{digest}"
-        module = sys.modules.get(name)
-        if module is None:
-            module = types.ModuleType(name)
-            module.__file__ = filename
-            sys.modules[name] = module  # before exec: dataclasses and pickle look it up
-            try:
-                exec(compile(source, filename, "exec"), module.__dict__)
-            except BaseException as exc:
-                reraise_interrupt(exc)
-                del sys.modules[name]
-                line = getattr(exc, "lineno", None)
-                at = f", line {line}" if line else ""
-                raise ConfigError(
-                    f"stage file {filename}{at}: {type(exc).__name__}: {exc}"
-                ) from exc
-            module.__vidpipe_source__ = source  # type: ignore[attr-defined]
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Stage) and value.__module__ == name:
-                copyreg.pickle(value, _reduce_file_stage)
-        return module
-
-
-def _reduce_file_stage(stage: Any) -> tuple[Any, ...]:
-    module = sys.modules[type(stage).__module__]
-    state = stage.__getstate__() or {}  # object's default: the __dict__, None when empty
-    return (
-        _rebuild_file_stage,
-        (module.__vidpipe_source__, module.__file__, type(stage).__qualname__, state),
-    )
-
-
-def _rebuild_file_stage(source: str, filename: str, qualname: str, state: Any) -> Any:
-    module = _FileModules.from_source(source, filename)
-    cls: Any = module
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    stage = cls.__new__(cls)
-    if hasattr(stage, "__setstate__"):
-        stage.__setstate__(state)
-    elif state:
-        stage.__dict__.update(state)
-    return stage
-
-
 def _import_module(name: str) -> types.ModuleType:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
@@ -167,45 +98,54 @@ def _import_module(name: str) -> types.ModuleType:
         raise ConfigError(f"stage module '{name}': {type(exc).__name__}: {exc}") from exc
 
 
-def load_stage_class(ref: str) -> type[Stage]:
-    """The class a stage reference names; `ConfigError` when it cannot be loaded or is not a
-    stage (a subclass of `pipeline.stages.Stage`)."""
+#: What a stage reference must name, for errors that say so.
+WHAT_A_STAGE_IS = (
+    "a stage is a class with a process(frame, index) method (a subclass of "
+    "pipeline.stages.Stage, or any class), or a function f(frame, index) returning the frame"
+)
+
+
+def load_stage_class(ref: str) -> Any:
+    """The stage a reference names: a `Stage` subclass, a plain class with `process`, or a
+    function; `ConfigError` when it cannot be loaded or is none of these."""
     from . import BUILTIN_STAGES
 
     if ref in BUILTIN_STAGES:
         return BUILTIN_STAGES[ref]
-    source, _, class_name = ref.rpartition(":")
+    source, _, name = ref.rpartition(":")
     if source.endswith(".py") or os.sep in source:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"stage file {source}: no such file")
-        module = _FileModules.load(path)
+        module = FileModules.load(path)
     else:
         module = _import_module(source)
-    found = getattr(module, class_name, None)
+    found = getattr(module, name, None)
     if found is None:
-        raise ConfigError(f"stage {ref}: {source} has no class '{class_name}'")
-    if not (isinstance(found, type) and issubclass(found, Stage)):
-        raise ConfigError(
-            f"stage {ref}: '{class_name}' is not a stage (a subclass of pipeline.stages.Stage)"
-        )
-    if inspect.isabstract(found):
+        raise ConfigError(f"stage {ref}: {source} has no class or function '{name}'")
+    if isinstance(found, type) and issubclass(found, Stage) and inspect.isabstract(found):
         missing = ", ".join(sorted(found.__abstractmethods__))
-        raise ConfigError(f"stage {ref}: '{class_name}' does not implement {missing}")
+        raise ConfigError(f"stage {ref}: '{name}' does not implement {missing}")
+    plain_class = isinstance(found, type) and callable(getattr(found, "process", None))
+    if not (plain_class or inspect.isfunction(found)):
+        raise ConfigError(f"stage {ref}: '{name}' is not a stage: {WHAT_A_STAGE_IS}")
     return found
 
 
 def build_stage(spec: StageSpec) -> Stage:
-    """Load the stage class `spec` names and build it with its options; `ConfigError` when the
-    options do not fit its constructor or it rejects them."""
-    cls = load_stage_class(spec.ref)
+    """Load the stage `spec` names and build it with its options, as a `Stage` (plain classes
+    and functions wrapped, `pipeline.stages.plain`); `ConfigError` when the options do not fit
+    its constructor (or function) or it rejects them."""
+    found = load_stage_class(spec.ref)
     options = dict(spec.options)
+    if inspect.isfunction(found):
+        return _function_stage(spec.ref, found, options)
     try:
-        inspect.signature(cls).bind(**options)
+        inspect.signature(found).bind(**options)
     except TypeError as exc:
         raise ConfigError(f"stage {spec.ref}: {exc}") from exc
     try:
-        return cls(**options)
+        built = found(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stage {spec.ref}: {exc}") from exc
     except BaseException as exc:  # the stage's own code failed building it
@@ -213,3 +153,18 @@ def build_stage(spec: StageSpec) -> Stage:
         raise ConfigError(
             f"stage {spec.ref}: building it raised {type(exc).__name__}: {exc}"
         ) from exc
+    return built if isinstance(built, Stage) else PlainStage(built)
+
+
+def _function_stage(ref: str, function: Any, options: dict[str, Any]) -> FunctionStage:
+    """A function's stage: `frame_independent` is the stage's, the other options its own."""
+    independent = options.pop("frame_independent", None)
+    if independent is not None and not isinstance(independent, bool):
+        raise ConfigError(f"stage {ref}: frame_independent must be true or false")
+    try:
+        inspect.signature(function).bind(None, 0, **options)
+    except TypeError as exc:
+        raise ConfigError(
+            f"stage {ref}: {exc} (a stage function is called as f(frame, index, **options))"
+        ) from exc
+    return FunctionStage(function, options, independent)

@@ -1,0 +1,134 @@
+"""Stages written as plain Python: a class with `process(frame, index)`, or a function.
+
+A learner's first stage is rarely a subclass of `Stage`. Two plain forms are taken as well, and
+wrapped here into `Stage`s, so that every layout, `check-stage` and the reports treat them alike:
+
+* `PlainStage`: an instance of any class with a `process(frame, index)` method. `setup` (taking
+  the frame spec, or nothing), `teardown` and `output_spec` are optional; `name`,
+  `frame_independent` and `accepts` default as for `Stage`, except that the name defaults to
+  the class's name.
+* `FunctionStage`: a function `f(frame, index, **options) -> frame`. Frame-independent unless
+  the function's `frame_independent` attribute, or the `frame_independent` option of the stage
+  reference, says otherwise; `name` and `accepts` may be set as attributes of the function.
+
+Both pickle for the process layouts: a plain class's instance as any object (a class from a
+stage file travels as its file's source, `pipeline.stages.loader`), a function as a reference
+to it, again as its file's source when it comes from one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .base import PixelFormat, Stage, StreamSpec
+from .files import FileModules
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["FunctionStage", "PlainStage", "formats"]
+
+
+def formats(declared: object, where: str) -> frozenset[PixelFormat]:
+    """The pixel formats an `accepts` attribute names: `PixelFormat`s or their names."""
+    if isinstance(declared, str) or not isinstance(declared, Iterable):
+        declared = [declared]
+    try:
+        return frozenset(PixelFormat(str(value)) for value in declared)
+    except ValueError as exc:
+        known = ", ".join(f.value for f in PixelFormat)
+        raise ConfigError(f"{where}: accepts must name pixel formats ({known}): {exc}") from exc
+
+
+def _configuration(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in values.items() if key[0] != "_")
+
+
+class PlainStage(Stage):
+    """A `Stage` around an instance of a plain class with `process(frame, index)`."""
+
+    def __init__(self, plain: Any) -> None:
+        self._plain = plain
+        what = type(plain).__name__
+        self.name = str(getattr(plain, "name", what))  # type: ignore[misc]
+        self.frame_independent = bool(getattr(plain, "frame_independent", True))  # type: ignore[misc]
+        accepts = getattr(plain, "accepts", Stage.accepts)
+        self.accepts = formats(accepts, f"stage {what}")  # type: ignore[misc]
+
+    def output_spec(self, spec: StreamSpec) -> StreamSpec:
+        method = getattr(self._plain, "output_spec", None)
+        return spec if method is None else method(spec)
+
+    def setup(self, spec: StreamSpec) -> None:
+        method = getattr(self._plain, "setup", None)
+        if method is not None:
+            method(*([spec] if _takes_argument(method) else []))
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return self._plain.process(frame, index)  # type: ignore[no-any-return]
+
+    def teardown(self) -> None:
+        method = getattr(self._plain, "teardown", None)
+        if method is not None:
+            method()
+
+    def describe(self) -> str:
+        config = _configuration(vars(self._plain)) if hasattr(self._plain, "__dict__") else ""
+        return f"{self.name}({config})" if config else self.name
+
+
+def _takes_argument(method: Callable[..., Any]) -> bool:
+    """Whether `setup` takes the frame spec: it has a parameter to take it."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind not in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in parameters)
+
+
+class FunctionStage(Stage):
+    """A `Stage` around a function `f(frame, index, **options)` that returns the frame."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        options: dict[str, Any],
+        frame_independent: bool | None = None,
+    ) -> None:
+        self._function = function
+        self._options = dict(options)
+        self.name = str(getattr(function, "name", function.__name__))  # type: ignore[misc]
+        if frame_independent is None:
+            frame_independent = bool(getattr(function, "frame_independent", True))
+        self.frame_independent = frame_independent  # type: ignore[misc]
+        accepts = getattr(function, "accepts", Stage.accepts)
+        self.accepts = formats(accepts, f"stage {function.__name__}")  # type: ignore[misc]
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        return self._function(frame, index, **self._options)  # type: ignore[no-any-return]
+
+    def describe(self) -> str:
+        config = _configuration(self._options)
+        return f"{self.name}({config})" if config else self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        module = sys.modules.get(self._function.__module__)
+        source = getattr(module, "__vidpipe_source__", None)
+        if source is None:  # an importable module's function: pickled by reference
+            return (FunctionStage, (self._function, self._options, self.frame_independent))
+        where = (source, module.__file__, self._function.__qualname__)  # type: ignore[union-attr]
+        return (_rebuild_file_function, (*where, self._options, self.frame_independent))
+
+
+def _rebuild_file_function(
+    source: str, filename: str, qualname: str, options: dict[str, Any], frame_independent: bool
+) -> FunctionStage:
+    """A `FunctionStage` around the function `qualname` of the stage file `source`."""
+    function: Any = FileModules.from_source(source, filename)
+    for part in qualname.split("."):
+        function = getattr(function, part)
+    return FunctionStage(function, options, frame_independent)
