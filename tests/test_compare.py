@@ -9,7 +9,6 @@ import sys
 import pytest
 from conftest import ROOT
 
-from pipeline import PipelineError
 from pipeline.lab import compare as compare_module
 from pipeline.layouts import LAYOUTS
 
@@ -98,9 +97,44 @@ def test_compare_fails_loudly_when_frames_differ(tmp_path, monkeypatch, tiny_cli
         return report
 
     monkeypatch.setattr(compare_module, "_run_once", tampered)
-    with pytest.raises(PipelineError, match=r"threads .*'render'"):
-        compare_module.compare(tiny_clip, ["threads"], repeat=1, out_dir=tmp_path, options=[])
+    summaries, _ = compare_module.compare(
+        tiny_clip, ["threads"], repeat=1, out_dir=tmp_path, options=[]
+    )
+    assert [s.frames_differ for s in summaries] == [[], ["render"]]
     assert json.loads((tmp_path / "results.json").read_text())["frames_match_serial"] is False
+    table = (tmp_path / "results.md").read_text()
+    assert "| threads **(frames differ)** |" in table and "| serial |" in table
+    assert "vidpipe check-stage" in table
+
+
+def test_compare_marks_a_mismatch_prints_everything_then_fails(cli, tiny_clip, tmp_path) -> None:
+    done = cli.run(
+        "compare", tiny_clip, "--out", tmp_path, "--tasks", "compress", "--layouts", "threads",
+        "--repeat", "1", "--stage", "compress:tests.stages_for_tests:Noisy",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "| threads **(frames differ)** |" in done.stdout  # the table, printed
+    assert "vidpipe check-stage" in done.stdout
+    assert (tmp_path / "speedup.png").read_bytes()[:8] == PNG  # the charts, drawn
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: frames differ from the serial run's under threads")
+
+
+def test_compare_says_when_a_layout_ran_a_task_in_order_and_why(cli, tiny_clip, tmp_path) -> None:
+    done = cli.run(
+        "compare", tiny_clip, "--out", tmp_path, "--tasks", "compress",
+        "--layouts", "pool,segments", "--workers", "2", "--repeat", "1",
+        "--stage", "compress:tests.stages_for_tests:Trail",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    why = "stage 'trail' carries state from frame to frame (frame_independent = False)"
+    assert f"- pool: task 'compress' ran in order on one worker, not on 2: {why}." in done.stdout
+    assert f"- segments: task 'compress' ran in one piece, not in 2 segments: {why}." in (
+        done.stdout
+    )
+    assert "- serial:" not in done.stdout
+    report = json.loads((tmp_path / "runs" / "pool-1" / "report.json").read_text())
+    assert report["tasks"]["compress"]["in_order"].endswith(why)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PipelineError
 from .job_options import job_arguments, run_options
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ def _print_report(report: RunReport) -> None:
         )
         if t.size_fix:
             print(f"{'':<10} note: {t.size_fix}")
+        if t.in_order:
+            print(f"{'':<10} note: {t.in_order}")
         listed = report.input["video"]["packets"]
         if t.frames < listed:
             print(
@@ -175,6 +177,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
         f"{args.out / 'timeline.png'}"
     )
+    differ = [
+        f"{s.layout} (task {', '.join(s.frames_differ)})" for s in summaries if s.frames_differ
+    ]
+    if differ:
+        raise PipelineError(
+            f"frames differ from the serial run's under {'; '.join(differ)}: check the task's "
+            "stages with `vidpipe check-stage STAGE`"
+        )
     return 0
 
 

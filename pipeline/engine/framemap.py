@@ -28,6 +28,7 @@ import numpy as np
 from ..instrument import trace
 from ..instrument.cpuclock import CpuLedger, CpuTime
 from ..instrument.procstats import ProcessStats
+from ..plan.tasks import in_order_because
 from ..report.results import WorkerStats
 from ..stages.base import StreamSpec
 from .chain import StageChain, copy_stages
@@ -79,6 +80,8 @@ class FrameMapper(abc.ABC):
         self.processes: list[ProcessStats] = []
         #: Time the task's thread waited for a pool's results.
         self.wait_seconds = 0.0
+        #: Why a pool ran the task's frames in order on one worker; None when it did not.
+        self.in_order: str | None = None
 
     def stage_cpu(self) -> dict[str, CpuTime]:
         """Where each stage's time went (`pipeline.instrument.cpuclock`), by stage name, summed
@@ -123,6 +126,11 @@ class PoolSize:
         if not all(stage.frame_independent for stage in stages):
             return 1, 1
         return self.workers, self.window or 2 * self.workers
+
+    def in_order(self, stages: tuple[Any, ...]) -> str | None:
+        """Why a pool of this size runs `stages` on one frame at a time, or None."""
+        why = in_order_because(stages) if self.workers > 1 else None
+        return f"ran in order on one worker, not on {self.workers}: {why}" if why else None
 
 
 class InlineMapper(FrameMapper):
@@ -173,6 +181,7 @@ class ThreadMapper(FrameMapper):
         self._spec = spec
         self._cpu = CpuLedger()  # every thread's chain adds to it
         threads, window = size.fitted(stages)
+        self.in_order = size.in_order(stages)
         self._threads = max(1, threads)  # no stage, or one in order: the task's own thread
         self.window = window if threads > 1 else 1
         self._executor: ThreadPoolExecutor | None = None

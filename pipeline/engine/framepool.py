@@ -125,6 +125,7 @@ class ProcessMapper(FrameMapper):
         self._spec = spec
         # No stage: nothing to send anywhere. A stage that needs order: one worker, in order.
         self._count, self.window = size.fitted(stages)
+        self.in_order = size.in_order(stages)
         self._slots = self.window + 2  # window in flight, one being decoded, one being encoded
         self._transport = transport
         self._context = multiprocessing.get_context(start_method)

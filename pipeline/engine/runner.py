@@ -108,6 +108,7 @@ def _result(
         phase_seconds=phases,
         stage_seconds=mapper.stage_seconds(),
         resumed_frames=tally.resumed,
+        in_order=mapper.in_order,
         cpu_breakdown={
             name: CpuBreakdown.of(spent)
             for name, spent in {**mapper.stage_cpu(), **tally.cpu.snapshot()}.items()

@@ -49,6 +49,11 @@ def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) ->
     bars = ax.bar(names, values, color="#4c72b0", label="measured")
     # Inside the bars: the prediction markers sit near their tops.
     ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], label_type="center", color="white")
+    differ = [bar for bar, s in zip(bars, summaries, strict=True) if s.frames_differ]
+    for bar in differ:  # its speedup compares other work: marked, not hidden
+        bar.set(color="#bbbbbb", hatch="//", edgecolor="#c44e52")
+    if differ:
+        differ[0].set_label("frames differ from serial's")
     predicted = [(s.layout, s.predicted_speedup) for s in summaries if s.predicted_speedup]
     if predicted:
         ax.scatter(

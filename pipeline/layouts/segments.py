@@ -119,8 +119,10 @@ def join_segments(
     ran = [done[s.number] for s in segments if s.number in done]  # by this run, not resumed
     frames = [piece_frames(s) for s in segments]
     save_every = plan.options.save_every
+    why = task.in_order_because if len(segments) == 1 and plan.workers > 1 else None
     return dataclasses.replace(
         ran[0],
+        in_order=f"ran in one piece, not in {plan.workers} segments: {why}" if why else None,
         frames=sum(frames),
         seconds=time.perf_counter() - started,
         output=task.output,

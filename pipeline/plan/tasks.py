@@ -20,7 +20,19 @@ from ..stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
 from ..stages.loader import build_stage
 
-__all__ = ["TASK_BUILDERS", "Task", "plan_tasks"]
+__all__ = ["TASK_BUILDERS", "Task", "in_order_because", "plan_tasks"]
+
+
+def in_order_because(stages: tuple[Stage, ...]) -> str | None:
+    """Why frames must go through `stages` in order, one at a time: the first stage that
+    carries state from frame to frame; None when none does."""
+    for stage in stages:
+        if not stage.frame_independent:
+            return (
+                f"stage '{stage.name}' carries state from frame to frame "
+                "(frame_independent = False)"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,12 @@ class Task:
     def frame_independent(self) -> bool:
         """True when every stage is: frames may then be processed in any order, in pieces."""
         return all(stage.frame_independent for stage in self.stages)
+
+    @property
+    def in_order_because(self) -> str | None:
+        """Why the task's frames must be processed in order, one at a time; None when they
+        need not be."""
+        return in_order_because(self.stages)
 
     def decode_format(self, media: MediaInfo) -> PixelFormat:
         """What the decoder hands over: I420, its native format, when the frame size allows it

@@ -139,6 +139,9 @@ class TaskResult:
     #: Where each stage's time went, by stage name, and the digest's and the saves'
     #: (`CPU_PHASES`), summed over every thread and process that ran them.
     cpu_breakdown: dict[str, CpuBreakdown] = field(default_factory=dict)
+    #: Why the layout ran the task's frames in order, where it would have spread them over a
+    #: pool or segments (a stage carries state from frame to frame); None when it did not.
+    in_order: str | None = None
 
     @property
     def compression_ratio(self) -> float:
