@@ -132,3 +132,25 @@ def test_bench_startup_times_the_listing_commands_and_the_first_ffmpeg() -> None
     seconds = json.loads(done.stdout)["seconds"]
     assert set(seconds) >= {"bare interpreter", "vidpipe layouts", "run: first ffmpeg"}
     assert all(0 < v < 30 for v in seconds.values())
+
+
+def test_bench_memory_sets_each_layout_beside_ffmpegs_command_lines(tiny_clip) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "scripts/bench_memory.py", str(tiny_clip), "--repeat", "1"),
+            *("--layouts", "serial,processes", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    ffmpeg = result["ffmpeg_mb"]
+    assert ffmpeg["compress"] > 5 and ffmpeg["render"] > 5
+    assert ffmpeg["side by side"] == ffmpeg["compress"] + ffmpeg["render"]
+    layouts = result["layouts"]
+    assert layouts["serial"]["against"] == "one after the other"
+    assert layouts["processes"]["against"] == "side by side"
+    assert all(entry["peak_mb"] > 0 and entry["ratio"] > 0 for entry in layouts.values())
