@@ -21,7 +21,7 @@ $(VENV)/.dev: $(VENV)/.base
 
 demo: $(VENV)/.base
 	$(VENV)/bin/vidpipe run $(SAMPLE) --out demo_out
-	@echo "outputs in demo_out/ (report: demo_out/report.json)"
+	@echo "next: . $(VENV)/bin/activate && vidpipe compare $(SAMPLE)   (every layout side by side)"
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check pipeline tests scripts examples exercises

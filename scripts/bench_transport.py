@@ -29,8 +29,9 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,11 +40,43 @@ from pipeline.stages.base import StreamSpec
 
 IN_FLIGHT = 8
 METHODS = ("copy", "thread", "pickle", "shm")
+#: No single hand-over takes this long; a peer that stays silent for it is stuck.
+PATIENCE = 60.0
+T = TypeVar("T")
+
+
+class PeerLost(RuntimeError):
+    """The other end of a measurement died or stopped answering."""
+
+
+def patiently(step: Callable[[float], T], alive: Callable[[], bool], peer: str) -> T:
+    """Run a blocking queue step (`get`/`put` given a timeout) while the peer lives.
+
+    A consumer that fails to start or dies (out of threads, out of memory) would otherwise
+    leave its producer blocked for ever on a full or empty queue.
+    """
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            return step(0.2)
+        except (queue.Empty, queue.Full):
+            if not alive():
+                try:  # what it sent just before it ended may still be in the pipe
+                    return step(0.5)
+                except (queue.Empty, queue.Full):
+                    raise PeerLost(f"the {peer} ended before the measurement did") from None
+            if time.monotonic() > deadline:
+                raise PeerLost(f"the {peer} did not answer in {PATIENCE:.0f} s") from None
 
 
 def _spec(size: str) -> StreamSpec:
     width, height = (int(n) for n in size.split("x"))
     return StreamSpec(width, height, Fraction(25))
+
+
+def _receiver(q: Any) -> Callable[[float], Any]:
+    """`q.get` with a timeout, as `patiently` calls it (`get`'s first parameter is `block`)."""
+    return lambda timeout: q.get(timeout=timeout)
 
 
 def bench_copy(frame: np.ndarray, n: int) -> float:
@@ -62,12 +95,11 @@ def bench_thread(frame: np.ndarray, n: int) -> float:
         while (item := q.get()) is not None:
             received.append(item.shape)
 
-    consumer = threading.Thread(target=consume)
+    consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
     started = time.perf_counter()
-    for _ in range(n):
-        q.put(frame)
-    q.put(None)
+    for item in [*[frame] * n, None]:
+        patiently(lambda t, item=item: q.put(item, timeout=t), consumer.is_alive, "consumer thread")
     consumer.join()
     return time.perf_counter() - started
 
@@ -81,14 +113,14 @@ def _pickle_consumer(inbox: Any, outbox: Any) -> None:
 
 def bench_pickle(frame: np.ndarray, n: int, context: Any) -> float:
     inbox, outbox = context.Queue(IN_FLIGHT), context.Queue()
-    consumer = context.Process(target=_pickle_consumer, args=(inbox, outbox))
+    consumer = context.Process(target=_pickle_consumer, args=(inbox, outbox), daemon=True)
     consumer.start()
-    outbox.get()
+    alive, peer, answer = consumer.is_alive, "consumer process", _receiver(outbox)
+    patiently(answer, alive, peer)
     started = time.perf_counter()
-    for _ in range(n):
-        inbox.put(frame)
-    inbox.put(None)
-    outbox.get()
+    for item in [*[frame] * n, None]:
+        patiently(lambda t, item=item: inbox.put(item, timeout=t), alive, peer)
+    patiently(answer, alive, peer)
     elapsed = time.perf_counter() - started
     consumer.join()
     return elapsed
@@ -108,19 +140,22 @@ def bench_shm(frame: np.ndarray, spec: StreamSpec, n: int, context: Any) -> floa
     ring = SharedFrameRing.create(f"vidpipe-bench-{id(frame)}", spec, IN_FLIGHT)
     try:
         inbox, outbox = context.Queue(), context.Queue()
-        consumer = context.Process(target=_shm_consumer, args=(ring.name, spec, inbox, outbox))
+        consumer = context.Process(
+            target=_shm_consumer, args=(ring.name, spec, inbox, outbox), daemon=True
+        )
         consumer.start()
-        outbox.get()
+        alive, peer, answer = consumer.is_alive, "consumer process", _receiver(outbox)
+        patiently(answer, alive, peer)
         free = list(range(IN_FLIGHT))
         started = time.perf_counter()
         for _ in range(n):
             if not free:
-                free.append(outbox.get())
+                free.append(patiently(answer, alive, peer))
             slot = free.pop()
             np.copyto(ring.frames[slot], frame)
             inbox.put(slot)
         inbox.put(None)
-        while outbox.get() != "done":
+        while patiently(answer, alive, peer) != "done":
             pass
         elapsed = time.perf_counter() - started
         consumer.join()
@@ -141,11 +176,15 @@ def main() -> int:
     frame = np.random.default_rng(0).integers(0, 256, spec.shape, dtype=np.uint8)
     context = multiprocessing.get_context(args.start_method)
     runs: dict[str, list[float]] = {m: [] for m in METHODS}
-    for _ in range(args.repeat):
-        runs["copy"].append(bench_copy(frame, args.frames))
-        runs["thread"].append(bench_thread(frame, args.frames))
-        runs["pickle"].append(bench_pickle(frame, args.frames, context))
-        runs["shm"].append(bench_shm(frame, spec, args.frames, context))
+    try:
+        for _ in range(args.repeat):
+            runs["copy"].append(bench_copy(frame, args.frames))
+            runs["thread"].append(bench_thread(frame, args.frames))
+            runs["pickle"].append(bench_pickle(frame, args.frames, context))
+            runs["shm"].append(bench_shm(frame, spec, args.frames, context))
+    except (PeerLost, RuntimeError, OSError) as error:  # e.g. "can't start new thread"
+        print(f"error: the transport benchmark failed: {error}", file=sys.stderr)
+        return 1
     mb = spec.frame_bytes / 1e6
     result: dict[str, Any] = {
         "size": args.size,

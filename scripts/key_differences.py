@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -91,22 +92,29 @@ def _work_and_report(megabytes: int, ready: Any, done: Any) -> None:
     del buffer
 
 
+def _await_ready(ready: Any, worker: Any) -> None:
+    """Wait for `worker` (a thread or a process) to set `ready`; fail, not hang, if it dies."""
+    while not ready.wait(0.2):
+        if not worker.is_alive() and not ready.is_set():
+            raise bench_transport.PeerLost(f"{worker.name} ended before filling its buffer")
+
+
 def memory_cost(megabytes: int) -> dict[str, float]:
     """Extra memory (MB) of a thread vs a spawned process that each fill a `megabytes` buffer."""
     me = psutil.Process()
     before = me.memory_info().rss
     ready, done = threading.Event(), threading.Event()
-    thread = threading.Thread(target=_work_and_report, args=(megabytes, ready, done))
+    thread = threading.Thread(target=_work_and_report, args=(megabytes, ready, done), daemon=True)
     thread.start()
-    ready.wait()
+    _await_ready(ready, thread)
     thread_rss = (me.memory_info().rss - before) / 1e6
     done.set()
     thread.join()
     ctx = multiprocessing.get_context("spawn")
     ready_p, done_p = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=_work_and_report, args=(megabytes, ready_p, done_p))
+    child = ctx.Process(target=_work_and_report, args=(megabytes, ready_p, done_p), daemon=True)
     child.start()
-    ready_p.wait()
+    _await_ready(ready_p, child)
     info = psutil.Process(child.pid).memory_full_info()
     done_p.set()
     child.join()
@@ -387,7 +395,15 @@ def main() -> int:
     ]
     for key, step in steps:
         print(f"measuring {key.replace('_', ' ')} ...", file=sys.stderr)
-        results[key] = step()
+        try:
+            results[key] = step()
+        except (
+            bench_transport.PeerLost, RuntimeError, OSError, subprocess.CalledProcessError,
+            BrokenProcessPool,
+        ) as error:  # fmt: skip
+            # "can't start new thread", a worker killed for memory: say so and stop, never hang
+            print(f"error: measuring {key.replace('_', ' ')} failed: {error}", file=sys.stderr)
+            return 1
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "key_differences.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.out / "key_differences.md")

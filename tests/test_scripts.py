@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
@@ -154,3 +155,41 @@ def test_bench_memory_sets_each_layout_beside_ffmpegs_command_lines(tiny_clip) -
     assert layouts["serial"]["against"] == "one after the other"
     assert layouts["processes"]["against"] == "side by side"
     assert all(entry["peak_mb"] > 0 and entry["ratio"] > 0 for entry in layouts.values())
+
+
+def _silent_death(*_args: object) -> None:
+    """A peer that ends without a word, as one killed for memory or threads does."""
+
+
+def test_transport_benchmark_fails_instead_of_waiting_for_a_dead_consumer(monkeypatch) -> None:
+    import multiprocessing
+
+    import bench_transport
+    import numpy as np
+
+    monkeypatch.setattr(bench_transport, "PATIENCE", 5.0)
+    monkeypatch.setattr(bench_transport, "_pickle_consumer", _silent_death)
+    monkeypatch.setattr(bench_transport, "_shm_consumer", _silent_death)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    fork = multiprocessing.get_context("fork")  # the patched consumers travel as they are
+    with pytest.raises(bench_transport.PeerLost, match="consumer process ended"):
+        bench_transport.bench_pickle(frame, 50, fork)
+    with pytest.raises(bench_transport.PeerLost, match="consumer process ended"):
+        bench_transport.bench_shm(frame, bench_transport._spec("16x16"), 50, fork)
+
+
+def test_key_differences_fails_with_a_message_when_a_worker_dies(monkeypatch, capsys) -> None:
+    import key_differences
+
+    monkeypatch.setattr(key_differences, "_work_and_report", _silent_death)
+    with pytest.raises(key_differences.bench_transport.PeerLost, match="ended before"):
+        key_differences.memory_cost(1)
+
+    def no_threads(*_args: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(key_differences, "creation_overhead", no_threads)
+    monkeypatch.setattr(sys, "argv", ["key_differences.py", "--quick"])
+    assert key_differences.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: measuring creation ms failed: can't start new thread"
