@@ -331,20 +331,37 @@ def _explained(summaries: list[LayoutSummary]) -> list[str]:
 
 
 def _perfect_line(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
-    """The perfect layout's estimate, and any layout measured above it."""
+    """The perfect layout's estimate, and any layout measured above it, with why."""
     perfect = meta["perfect"]
     line = (
-        f"Perfect layout (the model's estimate): serial's work spread over "
+        f"Perfect layout (the model's estimate, not a bound): serial's work spread over "
         f"{perfect['cores']} cores with no start-up, copy or GIL, bounded by {perfect['limit']} "
         f"({perfect['why']}): {perfect['speedup']:.2f}x serial."
     )
-    above = [s.layout for s in summaries if s.speedup > perfect["speedup"] * 1.02]
+    above = [s for s in summaries if s.speedup > perfect["speedup"] * 1.02]
     if above:
-        line += (
-            f" Measured above it: {', '.join(above)}, so the estimate left something out "
-            "(serial's own run may have been slow, or work differed: see docs/case-study.md)."
-        )
+        cores = meta["environment"]["usable_cores"]
+        serial = next(s for s in summaries if s.layout == "serial")
+        line += " Measured above it: " + "; ".join(_why_above(s, serial, cores) for s in above)
+        line += "."
     return line
+
+
+def _why_above(s: LayoutSummary, serial: LayoutSummary, cores: int) -> str:
+    """Why a layout's measured speedup exceeds the estimate built from serial's work."""
+
+    def cpu(x: LayoutSummary) -> float:
+        return x.cpu_percent / 100 * x.wall_seconds * cores
+
+    if cpu(s) < cpu(serial) * 0.97:
+        return (
+            f"{s.layout} {s.speedup:.2f}x, which spent less CPU than serial ({cpu(s):.1f} CPU-s "
+            f"against {cpu(serial):.1f}), and the estimate spreads serial's work"
+        )
+    return (
+        f"{s.layout} {s.speedup:.2f}x, with as much CPU work as serial: the estimate left "
+        f"something out, or noise moved serial's median (see docs/case-study.md)"
+    )
 
 
 def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -248,6 +248,6 @@ def forecast_table(f: Forecast) -> str:
             )
         lines.append(
             f"  {'perfect':<10} {best.wall_seconds:>7.2f} {best.speedup:>7.2f}x  "
-            f"{best.limit:<11} no layout beats it: {best.why}"
+            f"{best.limit:<11} an estimate of the most a layout gains: {best.why}"
         )
     return "\n".join(lines)
