@@ -7,7 +7,7 @@ SAMPLE := sample_media/car-detection.mp4
 # folder you run from, is imported first: here that folder is the package itself, on purpose.
 QUIET := PYTHONWARNINGS=ignore
 
-.PHONY: demo test lint types unit clean
+.PHONY: demo test lint types unit clean case-study
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ unit: $(VENV)/.dev
 	$(PY) -m pytest
 
 test: lint types unit
+
+# Measure everything behind docs/case-study.md and the README's measured tables (about 30
+# minutes on 2 cores), then render both documents from docs/data/case-study/.
+case-study: $(VENV)/.dev
+	$(PY) scripts/case_study.py measure
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache

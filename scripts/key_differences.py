@@ -251,8 +251,12 @@ def gil_in_pipeline(frames: int, samples: int) -> dict[str, float]:
     return out
 
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
-    c, m, s = results["creation_ms"], results["memory"], results["scaling"]
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The note's table: each row's name, what the note says and what was measured.
+
+    `results` as measured, or as read back from key_differences.json (string keys)."""
+    c, m = results["creation_ms"], results["memory"]
+    s = {kind: {int(k): v for k, v in by.items()} for kind, by in results["scaling"].items()}
     comm, tasks = results["communication_fps"], results["task_type_seconds"]
     g = results["gil_wait"]
     n = results["max_workers"]
@@ -297,6 +301,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             f"(in-process copy {comm['copy']:.0f})",
         ),
     ]
+    return rows
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# The note's key differences, measured",
         "",
@@ -306,7 +314,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         "| row | the note says | measured here |",
         "| --- | --- | --- |",
-        *[f"| {a} | {b} | {c_} |" for a, b, c_ in rows],
+        *[f"| {a} | {b} | {c} |" for a, b, c in table_rows(results)],
         "",
     ]
     path.write_text("\n".join(lines))

@@ -8,9 +8,11 @@ With --render, nothing is measured: the comparisons already in OUT are predicted
 the ingredients they recorded, by the model as it is now (`pipeline.lab.compare.repredict`),
 so that a change to the model is checked against the same measurements in seconds.
 
-    python scripts/predict_vs_measure.py [--out docs/data/predict] [--repeat 3] [--render]
+    python scripts/predict_vs_measure.py [--out predict_out] [--repeat 3] [--render]
 
-About 20 minutes on 2 cores with --repeat 3.
+About 20 minutes on 2 cores with --repeat 3. `make case-study` runs the same comparisons (with
+more layouts) into docs/data/case-study/compare/: `--out docs/data/case-study/compare --render`
+predicts the committed ones again.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def cores_table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "data" / "predict")
+    parser.add_argument("--out", type=Path, default=Path("predict_out"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--render",
