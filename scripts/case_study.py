@@ -17,7 +17,9 @@ measured tables, and render those documents' generated parts from the committed 
 
 A generated part of a document sits between `<!-- generated: NAME -->` and
 `<!-- end generated -->`; `render` rewrites what is between them (docs_render.py holds the
-renderers), and `--check` changes nothing and fails when a committed document differs from
+renderers) and redraws the charts from the data beside them (the note's chart, each
+comparison's speedups; the timelines are drawn by the measurement itself, from traces too large
+to keep); `--check` changes nothing and fails when a committed document differs from
 what its data render to (the test suite runs it). About 30 minutes on 2 cores.
 """
 
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import docs_render  # noqa: E402
+import key_differences  # noqa: E402
 
 DATA = ROOT / "docs" / "data" / "case-study"
 SAMPLE = "sample_media/car-detection.mp4"
@@ -157,6 +160,21 @@ def measure(repeat: int) -> None:
     (DATA / "environment.json").write_text(json.dumps(environment(), indent=1) + "\n")
 
 
+def redraw_charts() -> None:
+    """The note's chart and each comparison's speedup chart, drawn again from their data."""
+    from pipeline.lab.compare import LayoutSummary
+    from pipeline.lab.plots import speedup_chart
+
+    keydiff = DATA / "key_differences"
+    key_differences.write_chart(
+        json.loads((keydiff / "key_differences.json").read_text()), keydiff / "key_differences.png"
+    )
+    for folder in sorted((DATA / "compare").iterdir()):
+        results = json.loads((folder / "results.json").read_text())
+        summaries = [LayoutSummary(**s) for s in results["summaries"]]
+        speedup_chart(summaries, results["environment"]["usable_cores"], folder / "speedup.png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +198,8 @@ def main() -> int:
                 file=sys.stderr,
             )
         return 1
+    if args.command == "render" and not args.check:
+        redraw_charts()
     for path in stale:
         print(f"rendered {path.relative_to(ROOT)}", file=sys.stderr)
     return 0

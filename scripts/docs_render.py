@@ -443,7 +443,72 @@ def predict_accuracy(d: Data) -> str:
 
 def predict_cores(d: Data) -> str:
     results = {w: d.compares[w] for w in PREDICTED}
-    return "\n".join(predict_vs_measure.cores_table(results)).replace("examples/layouts/", "")
+    return "\n".join(map(_short_files, predict_vs_measure.cores_table(results)))
+
+
+def _short_files(line: str) -> str:
+    """Table lines name a layout file by its stem, as the other tables do."""
+    return re.sub(r"examples/layouts/([\w-]+)\.toml", r"\1", line)
+
+
+def _at(d: Data, workload: str, layout: str, cores: int) -> dict[str, Any]:
+    rows = d.compares[workload]["forecast"]
+    return next(
+        r
+        for r in rows["rows"] + rows["perfect"]
+        if (short(r["layout"]), r["cores"]) == (layout, cores)
+    )
+
+
+def predict_cores_reading(d: Data) -> str:
+    top = max(r["cores"] for r in d.compares["gil-bound"]["forecast"]["rows"])
+    pool, free_pool = _at(d, "gil-bound", "pool", top), _at(d, "gil-free", "pool", top)
+    threads = max(_at(d, "gil-bound", n, top)["speedup"] for n in ("threads", "hybrid"))
+    hybrid = _at(d, "gil-free", "hybrid", top)
+    items = [
+        (
+            f"work that holds the GIL scales with processes and not with threads (`gil-bound` at "
+            f"{top} cores: `pool` {x(pool['speedup'])}, threads at most {x(threads)})"
+            if pool["speedup"] > 2 * threads
+            else f"on `gil-bound` at {top} cores, `pool` {x(pool['speedup'])} and threads "
+            f"{x(threads)}"
+        ),
+        (
+            f"work that releases it scales with threads too (`gil-free`: `hybrid` "
+            f"{x(hybrid['speedup'])} at {top} cores), until the Python around the blurs meets the "
+            f"GIL, where processes go further (`pool` {x(free_pool['speedup'])})"
+            if hybrid["limit"] == "the GIL" and free_pool["speedup"] > hybrid["speedup"]
+            else f"on `gil-free` at {top} cores, `hybrid` {x(hybrid['speedup'])} "
+            f"({hybrid['limit']}) and `pool` {x(free_pool['speedup'])} ({free_pool['limit']})"
+        ),
+    ]
+    encoder = sorted(
+        {
+            f"`{short(r['layout'])}` on {w}"
+            for w in PREDICTED
+            for r in d.compares[w]["forecast"]["rows"]
+            if r["cores"] == top and r["limit"] == "the encoder"
+        }
+    )
+    if encoder:
+        items.append(
+            "the one-threaded encoder (as `compare` pins it; `--encoder-threads 0` lifts that "
+            f"limit) caps {', '.join(encoder)}"
+        )
+    return (
+        "Read down a column and the note's lesson returns, with numbers: " + "; ".join(items) + "."
+    )
+
+
+def _processes_win_only_gil_bound(d: Data) -> bool:
+    bound, free = d.speedups("gil-bound"), d.speedups("gil-free")
+
+    def top(by: dict[str, dict[str, Any]], names: tuple[str, ...]) -> float:
+        return max(by[n]["speedup"] for n in names if n in by)
+
+    return top(bound, PROCESS_POOLS) > top(bound, THREAD_ONLY) and top(free, THREAD_ONLY) >= top(
+        free, PROCESS_POOLS
+    )
 
 
 def summary(d: Data) -> str:
@@ -453,7 +518,8 @@ def summary(d: Data) -> str:
     rows = [
         (
             "use processes for CPU-bound work",
-            f"for work that holds the GIL: `gil-bound`, best process pool "
+            ("for work that holds the GIL: " if _processes_win_only_gil_bound(d) else "")
+            + f"`gil-bound`, best process pool "
             f"{x(max(bound[k]['speedup'] for k in PROCESS_POOLS))} against "
             f"{x(max(bound[k]['speedup'] for k in THREAD_ONLY if k in bound))} for threads; "
             f"`gil-free`, threads {x(max(free[k]['speedup'] for k in THREAD_ONLY if k in free))} "
@@ -476,8 +542,12 @@ def summary(d: Data) -> str:
         ),
         (
             "communication between processes is costly",
-            f"pickling is ({comm['pickle queue']:.0f} frames/s at {d.keydiff['frame_size']}); "
-            f"shared memory much less so ({comm['shared memory']:.0f} frames/s)",
+            f"pickling is: {comm['pickle queue']:.0f} frames/s at {d.keydiff['frame_size']}; "
+            + (
+                f"shared memory is not: {comm['shared memory']:.0f} frames/s"
+                if comm["shared memory"] > 5 * comm["pickle queue"]
+                else f"shared memory too: {comm['shared memory']:.0f} frames/s"
+            ),
         ),
     ]
     return "\n".join(
@@ -550,12 +620,13 @@ def readme_measured(d: Data) -> str:
             for layout in wall
         ],
         "",
-        (
+        f"{rounds} rounds, medians. "
+        + (
             f"Every run produced the same frames (the same digests in all {len(d.runs)} runs)."
             if len(digests) == 1
             else f"**Frames differed between runs** ({len(digests)} different sets of digests)."
-        ),
-        f"({rounds} rounds, medians.) The first lesson is in the CPU column: even `serial` uses "
+        )
+        + " The first lesson is in the CPU column: even `serial` uses "
         f"{cpu['serial']:.1f} CPU-seconds in {wall['serial']:.1f} s of wall time, because the "
         "decoders and encoders are ffmpeg processes running beside Python under every layout.",
     ]
@@ -609,24 +680,29 @@ def cluster_table(d: Data) -> str:
     return "\n".join(lines)
 
 
-def _peaks(runs: list[dict[str, Any]], layout: str, ffmpeg: bool) -> str:
-    peaks = [
+def _peaks(runs: list[dict[str, Any]], layout: str, ffmpeg: bool) -> list[float]:
+    return [
         p["peak_rss_bytes"]
         for r in runs
         if r["layout"] == layout
         for p in r["processes"]
         if p["role"].startswith("ffmpeg") == ffmpeg and p["role"] != "main"
     ]
-    return f"{mb(min(peaks))} to {mb(max(peaks))} MB" if peaks else "nothing measured"
+
+
+def _span(peaks: list[float]) -> str:
+    return f"{mb(min(peaks))} to {mb(max(peaks))} MB"
 
 
 def cluster_memory(d: Data) -> str:
     runs = d.compare_runs["ray"]
+    ray, seg = _peaks(runs, "ray", False), _peaks(runs, "segments", False)
+    why = " (it has loaded Ray)" if min(ray) > max(seg) else ""
     return (
         f"The peak memory column sums each process's own peak (`VmHWM`). A Ray worker peaked at "
-        f"{_peaks(runs, 'ray', False)} against {_peaks(runs, 'segments', False)} for a segment "
-        f"worker (it has loaded Ray); an ffmpeg process at {_peaks(runs, 'ray', True)} under a "
-        f"Ray worker and {_peaks(runs, 'segments', True)} under a segment worker. Ray's own "
+        f"{_span(ray)} against {_span(seg)} for a segment worker{why}; an ffmpeg process at "
+        f"{_span(_peaks(runs, 'ray', True))} under a Ray worker and "
+        f"{_span(_peaks(runs, 'segments', True))} under a segment worker. Ray's own "
         "daemons (GCS, raylet, object store) are not counted at all: compare this column "
         "between the two layouts with that in mind."
     )
@@ -644,6 +720,7 @@ RENDERERS: dict[str, Callable[[Data], str]] = {
     "gil-reading": gil_reading,
     "predict-accuracy": predict_accuracy,
     "predict-cores": predict_cores,
+    "predict-cores-reading": predict_cores_reading,
     "summary": summary,
     "cluster-table": cluster_table,
     "cluster-memory": cluster_memory,

@@ -354,8 +354,9 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     ax.set_title("Memory of a worker doing the same work")
     ax.legend()
     ax = axes[1][0]
-    for label, values in results["scaling"].items():
-        xs = sorted(int(k) for k in values)
+    for label, by in results["scaling"].items():
+        values = {int(k): v for k, v in by.items()}  # JSON made the worker counts strings
+        xs = sorted(values)
         ax.plot(xs, [values[x] for x in xs], marker="o", label=label)
     xs = list(range(1, results["max_workers"] + 1))
     ax.plot(xs, xs, color="#999999", linestyle="--", label="ideal")
