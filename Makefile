@@ -35,8 +35,8 @@ unit: $(VENV)/.dev
 
 test: lint types unit
 
-# Measure everything behind docs/case-study.md and the README's measured tables (about 30
-# minutes on 2 cores), then render both documents from docs/data/case-study/.
+# Measure everything behind docs/case-study.md, docs/cluster.md's table and the README's
+# measured tables (about 20 minutes on 2 cores), then render them from docs/data/case-study/.
 case-study: $(VENV)/.dev
 	$(PY) scripts/case_study.py measure
 

@@ -20,7 +20,7 @@ A generated part of a document sits between `<!-- generated: NAME -->` and
 renderers) and redraws the charts from the data beside them (the note's chart, each
 comparison's speedups; the timelines are drawn by the measurement itself, from traces too large
 to keep); `--check` changes nothing and fails when a committed document differs from
-what its data render to (the test suite runs it). About 30 minutes on 2 cores.
+what its data render to (the test suite runs it). About 20 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{n} threads: {s['python threads'][n]:.2f}x on pure Python, "
             f"{s['opencv threads'][n]:.2f}x on OpenCV; {n} processes: "
             f"{s['python processes'][n]:.2f}x and {s['opencv processes'][n]:.2f}x. In the "
-            "pipeline (gil-bound), the animate stage waited for the GIL "
+            "pipeline (gil-bound, a short 640x360 clip), the animate stage waited for the GIL "
             + ", ".join(f"{share:.0%} of its time under {layout}" for layout, share in g.items()),
         ),
         (
