@@ -95,13 +95,12 @@ def environment() -> dict[str, Any]:
     }
 
 
-def compare(name: str, options: list[str], repeat: int, work: Path) -> None:
+def compare(name: str, options: list[str], repeat: int, work: Path, data: Path) -> None:
     """One `vidpipe compare` into `work`; keep its results, charts and per-run extracts."""
     out = work / name
     _python("-m", "pipeline", "compare", SAMPLE, *options, "--repeat", str(repeat),
             "--out", str(out), stdout=subprocess.DEVNULL)  # fmt: skip
-    keep = DATA / "compare" / name
-    shutil.rmtree(keep, ignore_errors=True)
+    keep = data / "compare" / name
     keep.mkdir(parents=True)
     for file in ("results.json", "results.md", "speedup.png", "timeline.png"):
         shutil.copy(out / file, keep / file)
@@ -132,7 +131,7 @@ def _extract(layout: str, round_: int, report: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def default_runs(repeat: int, work: Path) -> None:
+def default_runs(repeat: int, work: Path, data: Path) -> None:
     """`vidpipe run` per layout with its default settings, interleaved, `repeat` rounds."""
     runs = []
     for round_ in range(1, repeat + 1):
@@ -141,23 +140,29 @@ def default_runs(repeat: int, work: Path) -> None:
             _python("-m", "pipeline", "run", SAMPLE, "--out", str(out), "--layout", layout,
                     "--no-progress", stdout=subprocess.DEVNULL)  # fmt: skip
             runs.append(_extract(layout, round_, json.loads((out / "report.json").read_text())))
-    (DATA / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    (data / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
 
 
 def measure(repeat: int) -> None:
-    DATA.mkdir(parents=True, exist_ok=True)
+    """Measure everything into a new folder, and put it in DATA's place only once complete:
+    a failed or interrupted measurement leaves the committed data as they were."""
     with tempfile.TemporaryDirectory(prefix="vidpipe-case-study-") as tmp:
-        work = Path(tmp)
-        _python("scripts/key_differences.py", "--out", str(DATA / "key_differences"),
+        work, data = Path(tmp), Path(tmp) / "data"
+        _python("scripts/key_differences.py", "--out", str(data / "key_differences"),
                 stdout=subprocess.DEVNULL)  # fmt: skip
         done = _python("scripts/bench_transport.py", "--json", "--repeat", "5",
                        stdout=subprocess.PIPE)  # fmt: skip
-        (DATA / "transport.json").write_text(json.dumps(json.loads(done.stdout), indent=1) + "\n")
-        default_runs(repeat, work)
+        (data / "transport.json").write_text(json.dumps(json.loads(done.stdout), indent=1) + "\n")
+        default_runs(repeat, work, data)
         for name, options in COMPARISONS.items():
-            compare(name, options, repeat, work)
-    # Last, so that a failed measurement never leaves new figures stamped as complete.
-    (DATA / "environment.json").write_text(json.dumps(environment(), indent=1) + "\n")
+            compare(name, options, repeat, work, data)
+        (data / "environment.json").write_text(json.dumps(environment(), indent=1) + "\n")
+        old = DATA.with_name(f".{DATA.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if DATA.exists():
+            DATA.rename(old)
+        shutil.copytree(data, DATA)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def redraw_charts() -> None:
@@ -184,7 +189,13 @@ def main() -> int:
     check.add_argument("--check", action="store_true", help="change nothing; exit 1 on a diff")
     args = parser.parse_args()
     if args.command == "measure":
-        measure(args.repeat)
+        try:
+            measure(args.repeat)
+        except subprocess.CalledProcessError as error:  # its own error line is printed above
+            command = " ".join(map(str, error.cmd[1:]))
+            print(f"error: `python {command}` failed (exit {error.returncode}); "
+                  "docs/data/case-study is unchanged", file=sys.stderr)  # fmt: skip
+            return 1
     try:
         stale = docs_render.render_all(DATA, ROOT, write=not getattr(args, "check", False))
     except docs_render.RenderError as error:

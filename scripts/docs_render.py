@@ -51,6 +51,8 @@ class Data:
             except (OSError, ValueError) as error:
                 raise RenderError(f"cannot read {path}: {error}") from error
 
+        if not (folder / "compare").is_dir():
+            raise RenderError(f"no measurements in {folder}: run `make case-study`")
         compares = {
             p.name: read(p / "results.json") for p in sorted((folder / "compare").iterdir())
         }

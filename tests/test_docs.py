@@ -119,3 +119,40 @@ def test_the_readme_report_example_names_only_what_a_default_run_reports(
         k for t in report["tasks"].values() for k in t["cpu_breakdown"]
     }
     assert keys - top - inner - {"codec"} == set()
+
+
+def test_render_without_measurements_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(docs_render.RenderError, match=r"no measurements in .*make case-study"):
+        docs_render.render_all(tmp_path, ROOT, write=False)
+
+
+def test_a_failed_measurement_leaves_the_data_as_they_were(
+    copy: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    import case_study
+
+    data, _ = copy
+    before = sorted(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    calls = []
+
+    def failing(*args: str, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) == 2:  # after the note's table: the transport benchmark fails
+            raise subprocess.CalledProcessError(1, [sys.executable, *args])
+        if args[0] == "scripts/key_differences.py":  # new figures, before the failure
+            Path(args[2]).mkdir(parents=True, exist_ok=True)
+            (Path(args[2]) / "key_differences.json").write_text("{}")
+
+    monkeypatch.setattr(case_study, "DATA", data)
+    monkeypatch.setattr(case_study, "_python", failing)
+    monkeypatch.setattr(sys, "argv", ["case_study.py", "measure", "--repeat", "1"])
+    assert case_study.main() == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("failed (exit 1); docs/data/case-study is unchanged")
+    )
+    assert sorted(p.read_bytes() for p in data.rglob("*") if p.is_file()) == before
