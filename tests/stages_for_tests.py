@@ -24,6 +24,26 @@ class FailAt(Stage):
         return frame
 
 
+class FailFrom(Stage):
+    """Raises ValueError on every frame from `at`, after sleeping `delay` seconds on frame `at`:
+    under a pool, a later frame fails first."""
+
+    name = "fail-from"
+
+    def __init__(self, at: int, delay: float = 0.0) -> None:
+        self.at = at
+        self.delay = delay
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if index == self.at:
+            import time
+
+            time.sleep(self.delay)
+        if index >= self.at:
+            raise ValueError(f"bad frame {index}")
+        return frame
+
+
 class DieAt(Stage):
     """Kills its own process with SIGKILL on frame `at` (a worker dying mid-run)."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_only_recorded_pieces, assert_tree_gone, shm_segments, tagged_processes
-from stages_for_tests import DieAt, FailAt
+from stages_for_tests import DieAt, FailAt, FailFrom
 
 from pipeline import EncoderSettings, RunOptions, StageError, WorkerCrashed
 from pipeline.errors import RemoteTraceback
@@ -48,6 +48,19 @@ def test_stage_error_names_stage_and_frame(layout, tiny_clip, tmp_path) -> None:
     assert not (tmp_path / "bad.mp4").exists()
     assert not list(tmp_path.glob("*.part")), "no partial output is left"
     assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("layout", ["pool", "hybrid", "serial"])
+def test_the_earliest_failing_frame_is_named_whichever_fails_first(
+    layout, tiny_clip, tmp_path
+) -> None:
+    # Frame 3 fails half a second after frame 4 does: a pool hears of frame 4's failure first.
+    job = _plan_with(tiny_clip, tmp_path, layout, _task("bad", FailFrom(3, delay=0.5)))
+    with pytest.raises(StageError) as caught:
+        execute(job)
+    assert caught.value.index == 3, str(caught.value)
+    cause = caught.value.__cause__
+    assert "bad frame 3" in (cause.tb if isinstance(cause, RemoteTraceback) else str(cause))
 
 
 @pytest.mark.timeout(30)

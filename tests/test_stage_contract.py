@@ -40,9 +40,9 @@ def test_a_frame_not_of_the_declared_spec_fails_naming_stage_and_frame(
     line = _one_error_line(done, 1)
     failed = re.search(r"task 'compress': stage 'returns' failed on frame (\d+):", line)
     assert failed, line
-    # Every frame from 3 on is wrong. A pool runs two at once and names the first failure it
-    # hears of, which may be frame 4's; in order, it is frame 3's.
-    assert int(failed[1]) == 3 if layout == "serial" else int(failed[1]) >= 3, line
+    # Every frame from 3 on is wrong; a pool, which may hear of frame 4's failure first, still
+    # names the earliest, as a run in order does.
+    assert int(failed[1]) == 3, line
     assert re.search(WRONG_FRAMES[kind], line), line
     assert "expected a C-contiguous uint8 array of shape (120, 160, 3) (bgr24 160x120)" in line
     assert not (out / "compressed.mp4").exists() and not list(out.rglob("*.part"))

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..config.settings import Transport
+from ..errors import PipelineError, StageError
 from ..instrument import trace
 from ..instrument.cpuclock import CpuLedger, CpuTime
 from ..instrument.procstats import self_stats
@@ -38,6 +39,10 @@ from .shm import SharedFrameRing, ring_name
 from .supervisor import Supervisor, WorkerLink
 
 __all__ = ["ProcessMapper"]
+
+#: After a frame fails, how long the pool waits for earlier frames still in flight to finish
+#: or fail, so that the run names the earliest failing frame (seconds; a stage's frame time).
+FAILURE_GRACE = 10.0
 
 
 def _output_spec(stages: tuple[Any, ...], spec: StreamSpec) -> StreamSpec:
@@ -212,6 +217,32 @@ class ProcessMapper(FrameMapper):
         if isinstance(message, FrameReady):
             self._done[message.index] = message.payload
 
+    def _earliest_failure(self, failed: StageError, awaited: int) -> StageError:
+        """The failure of the earliest frame, as a run in order would name it.
+
+        Workers finish frames in any order, so the first failure heard of may be a later
+        frame's while an earlier one, still in flight, fails too. Wait for the frames from
+        `awaited` to the failed one (each is in flight: frames are submitted in order), at most
+        `FAILURE_GRACE` seconds, and keep the earliest failure.
+        """
+        assert self._supervisor is not None
+        first = failed
+        deadline = time.monotonic() + FAILURE_GRACE
+        while (
+            first.index > awaited
+            and any(i not in self._done for i in range(awaited, first.index))
+            and self._supervisor.running
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            try:
+                self._supervisor.pump(left)
+            except StageError as other:
+                if 0 <= other.index < first.index:
+                    first = other
+            except PipelineError:  # a worker died meanwhile: the stage's failure stands
+                break
+        return first
+
     def map(self, frames: Iterator[np.ndarray], start: int = 0) -> Iterator[Indexed]:
         if not self._count:
             return enumerate(frames, start)
@@ -228,7 +259,11 @@ class ProcessMapper(FrameMapper):
             assert self._supervisor is not None
             begin = trace.now()
             while index not in self._done:
-                self._supervisor.pump()
+                try:
+                    self._supervisor.pump()
+                except StageError as error:
+                    earliest = self._earliest_failure(error, index)
+                    raise earliest from earliest.__cause__  # its worker's traceback
             end = trace.now()
             self.wait_seconds += (end - begin) / 1e9
             trace.span("wait for pool", "wait", begin, end, frame=index)

@@ -229,8 +229,9 @@ class Supervisor:
         """Workers started and not yet finished."""
         return sum(not w.finished for w in self._workers)
 
-    def pump(self) -> list[str]:
-        """Block until a worker sends or exits; handle it. Returns the names that finished."""
+    def pump(self, timeout: float | None = None) -> list[str]:
+        """Block until a worker sends or exits (at most `timeout` seconds); handle it. Returns
+        the names that finished."""
         pending = {w for w in self._workers if not w.finished}
         if not pending:
             return []
@@ -239,7 +240,7 @@ class Supervisor:
             waitables[w.conn] = w
             waitables[w.process.sentinel] = w
         done = []
-        for ready in wait(list(waitables)):
+        for ready in wait(list(waitables), timeout):
             worker = waitables[ready]
             if worker.finished:
                 continue
