@@ -230,3 +230,13 @@ def test_a_two_node_cluster_shares_the_segments(two_node_cluster, cli, make_clip
     # Without --workers, a task is cut into as many segments as the cluster has CPUs (4), not
     # as this machine has cores.
     assert sum(node["segments"] for node in nodes.values()) == 2 * 4, nodes
+
+
+def test_native_writes_to_stderr_are_silenced_only_inside_the_block(capfd) -> None:
+    from pipeline.layouts.cluster.instance import _native_stderr_silenced
+
+    os.write(2, b"before\n")
+    with _native_stderr_silenced():
+        os.write(2, b"Failed to push error to driver\n")  # as Ray's core worker does
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"

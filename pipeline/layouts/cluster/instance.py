@@ -152,5 +152,27 @@ def connected(address: str | None, cpus: int) -> Iterator[None]:
                 signal.signal(sig, handler)
         try:
             yield
-        finally:
-            ray.shutdown()
+        except BaseException:
+            # Failed or interrupted: leaving ends the job with its segments still running, and
+            # Ray's core worker logs, straight to file descriptor 2, that it could not report
+            # their ends to a driver that is going ("Failed to push error to driver"). Our own
+            # one-line error follows; those lines would only bury it.
+            with _native_stderr_silenced():
+                ray.shutdown()
+            raise
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (native code writes there
+    directly, past `sys.stderr`); restored afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
