@@ -167,8 +167,8 @@ def measure(repeat: int) -> None:
 
 def redraw_charts() -> None:
     """The note's chart and each comparison's speedup chart, drawn again from their data."""
-    from pipeline.lab.compare import LayoutSummary
     from pipeline.lab.plots import speedup_chart
+    from pipeline.lab.summary import LayoutSummary
 
     keydiff = DATA / "key_differences"
     key_differences.write_chart(

@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT
 
 from pipeline.lab import compare as compare_module
+from pipeline.lab import comparetable
 from pipeline.layouts import LAYOUTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -274,8 +275,8 @@ def test_a_layout_measured_above_the_perfect_estimate_is_said_so_with_why(
         "perfect": {"cores": 2, "limit": "cores", "why": "2 cores carry 8 CPU-s", "speedup": 1.5},
         "environment": {"usable_cores": 2},
     }
-    line = compare_module._perfect_line([serial, fast], meta)
+    line = comparetable._perfect_line([serial, fast], meta)
     assert line.startswith("Perfect layout (the model's estimate, not a bound)")
     assert f"Measured above it: threads 2.00x, {why}" in line
-    calm = compare_module._perfect_line([serial], meta)
+    calm = comparetable._perfect_line([serial], meta)
     assert "Measured above" not in calm

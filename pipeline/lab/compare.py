@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,8 @@ from ..engine.supervisor import die_with_parent
 from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
 from ..plan.manifest import foreign_files
 from ..plan.outdir import atomic_write_bytes
-from ..report.results import CPU_PHASES, TaskResult
+from .comparetable import results_markdown
+from .summary import LayoutSummary, Run, summarize, to_run
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -38,60 +38,6 @@ __all__ = ["Forecaster", "LayoutSummary", "Run", "compare", "repredict", "result
 PINNED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: Options that keep x264 and OpenCV to one thread, unless the caller sets them.
 PINNED_OPTIONS = {"--encoder-threads": "1", "--opencv-threads": "1"}
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of one layout, as measured by its report."""
-
-    layout: str
-    round: int
-    wall_seconds: float
-    frames: int
-    cpu_seconds: float
-    peak_rss_bytes: int
-    digests: dict[str, str]
-    bottlenecks: dict[str, tuple[str, float]]
-    traced: bool
-    out_dir: str
-    #: Where each task's time went, in words (`TaskResult.verdict`).
-    verdicts: dict[str, str] = field(default_factory=dict)
-    #: The share of all stages' time (every task's) spent blocked: waiting for the GIL.
-    gil_wait: float = 0.0
-    #: Tasks whose frames the layout ran in order where it would have spread them, and why.
-    in_order: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LayoutSummary:
-    """Medians over a layout's runs, and how they compare with serial."""
-
-    layout: str
-    runs: int
-    wall_seconds: float
-    frames_per_second: float
-    speedup: float
-    cpu_percent: float
-    peak_rss_bytes: int
-    efficiency: float
-    bottlenecks: dict[str, tuple[str, float]] = field(default_factory=dict)
-    verdicts: dict[str, str] = field(default_factory=dict)
-    gil_wait: float = 0.0
-    #: The model's speedup from serial's run (`compare --predict`); None when not predicted.
-    predicted_speedup: float | None = None
-    #: What the model says limits the layout, and why.
-    predicted_limit: str | None = None
-    #: Tasks whose frames differ from serial's in some run: the speedup compares other work.
-    frames_differ: list[str] = field(default_factory=list)
-    #: Tasks whose frames the layout ran in order where it would have spread them, and why.
-    in_order: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def prediction_error(self) -> float | None:
-        """(predicted - measured) / measured speedup, when predicted."""
-        if self.predicted_speedup is None:
-            return None
-        return (self.predicted_speedup - self.speedup) / self.speedup
 
 
 #: Makes predictions from the report of a serial run (`pipeline.lab.forecast`).
@@ -146,34 +92,6 @@ def _run_once(
     return report
 
 
-def _gil_wait(tasks: Iterable[TaskResult]) -> float:
-    """The share of every stage's time, summed over tasks, spent blocked (`CpuBreakdown`)."""
-    stages = [
-        spent for t in tasks for name, spent in t.cpu_breakdown.items() if name not in CPU_PHASES
-    ]
-    wall = sum(s.wall for s in stages)
-    return sum(s.blocked for s in stages) / wall if wall > 0 else 0.0
-
-
-def _to_run(layout: str, round_: int, report: dict[str, Any], traced: bool, out: Path) -> Run:
-    tasks = {name: TaskResult.from_dict(name, data) for name, data in report["tasks"].items()}
-    return Run(
-        layout=layout,
-        round=round_,
-        wall_seconds=report["wall_seconds"],
-        frames=sum(t.frames for t in tasks.values()),
-        cpu_seconds=sum(p["cpu_seconds"] for p in report["processes"]),
-        peak_rss_bytes=report["peak_rss_bytes_total"],
-        digests={name: t.frame_digest for name, t in tasks.items()},
-        bottlenecks={name: t.bottleneck() for name, t in tasks.items()},
-        verdicts={name: t.verdict() for name, t in tasks.items()},
-        gil_wait=_gil_wait(tasks.values()),
-        in_order={name: t.in_order for name, t in tasks.items() if t.in_order},
-        traced=traced,
-        out_dir=str(out),
-    )
-
-
 def _predicted(summaries: list[LayoutSummary], forecast: Forecast) -> list[LayoutSummary]:
     """The summaries with `forecast`'s predictions for this machine (None where it has none)."""
     out = []
@@ -221,149 +139,6 @@ def repredict(out_dir: Path) -> list[LayoutSummary]:
     return summaries
 
 
-def _summaries(runs: list[Run], cores: int) -> list[LayoutSummary]:
-    by_layout: dict[str, list[Run]] = {}
-    for run in runs:
-        by_layout.setdefault(run.layout, []).append(run)
-    serial_wall = statistics.median(r.wall_seconds for r in by_layout["serial"])
-    reference = by_layout["serial"][0].digests
-    out = []
-    for layout, rs in by_layout.items():
-        wall = statistics.median(r.wall_seconds for r in rs)
-        speedup = serial_wall / wall
-        median_run = min(rs, key=lambda r: abs(r.wall_seconds - wall))
-        out.append(
-            LayoutSummary(
-                layout=layout,
-                runs=len(rs),
-                wall_seconds=wall,
-                frames_per_second=statistics.median(r.frames / r.wall_seconds for r in rs),
-                speedup=speedup,
-                cpu_percent=statistics.median(
-                    100 * r.cpu_seconds / (r.wall_seconds * cores) for r in rs
-                ),
-                peak_rss_bytes=int(statistics.median(r.peak_rss_bytes for r in rs)),
-                efficiency=speedup / cores,
-                bottlenecks=median_run.bottlenecks,
-                verdicts=median_run.verdicts,
-                gil_wait=statistics.median(r.gil_wait for r in rs),
-                frames_differ=sorted(
-                    {t for r in rs for t, digest in r.digests.items() if digest != reference.get(t)}
-                ),
-                in_order={t: why for r in rs for t, why in r.in_order.items()},
-            )
-        )
-    return out
-
-
-def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
-    """The comparison as a Markdown table, with the setup it was measured in."""
-    env = meta["environment"]
-    predicted = any(s.predicted_speedup is not None for s in summaries)
-    pins = ", ".join(f"{k} {v}" for k, v in meta["pinned"].items())
-    lines = [
-        f"# Layouts compared on `{Path(meta['input']).name}`",
-        "",
-        f"{meta['repeat']} runs per layout, interleaved; medians. Machine: {env['cpu_count']} "
-        f"CPUs ({env['usable_cores']} usable), Python {env['python']} "
-        f"(GIL {'enabled' if env['gil_enabled'] else 'disabled'}), ffmpeg {env['ffmpeg']}, "
-        f"OpenCV {env['opencv']}. Pinned: {pins}.",
-        "",
-        "| layout | wall s | frames/s | speedup | "
-        + ("predicted | error | " if predicted else "")
-        + "CPU % | peak MB | efficiency | GIL wait | where the time went |",
-        "| --- " * (11 if predicted else 9) + "|",
-    ]
-    for s in summaries:
-        verdicts = "; ".join(f"{task}: {verdict}" for task, verdict in s.verdicts.items())
-        name = f"{s.layout} **(frames differ)**" if s.frames_differ else s.layout
-        forecast = ""
-        if predicted:
-            error = s.prediction_error
-            forecast = (
-                "- | - | "
-                if s.predicted_speedup is None or error is None
-                else f"{s.predicted_speedup:.2f}x ({s.predicted_limit}) | {error:+.0%} | "
-            )
-        lines.append(
-            f"| {name} | {s.wall_seconds:.2f} | {s.frames_per_second:.1f} | "
-            f"{s.speedup:.2f}x | {forecast}{s.cpu_percent:.0f} | {s.peak_rss_bytes / 1e6:.0f} | "
-            f"{s.efficiency:.0%} | {s.gil_wait:.0%} | {verdicts} |"
-        )
-    lines += [
-        "",
-        "speedup = serial's median wall time / the layout's; CPU % = CPU seconds of every "
-        "process / (wall seconds x usable cores); efficiency = speedup / usable cores; "
-        "peak MB = peak resident memory summed over the processes alive together; "
-        "GIL wait = the share of the stages' time (every thread and process that ran them) "
-        "spent blocked, not on a CPU nor waiting for one: waiting for the GIL; where the time "
-        "went = each task's bottleneck, or the stage that waited for the GIL most of its time"
-        + (
-            "; predicted = the model's speedup from serial's run (`vidpipe predict`), with "
-            "the limit it names; error = (predicted - measured) / measured."
-            if predicted
-            else "."
-        ),
-        "",
-    ]
-    lines += _explained(summaries)
-    if "perfect" in meta:
-        lines += [_perfect_line(summaries, meta), ""]
-    return "\n".join(lines)
-
-
-def _explained(summaries: list[LayoutSummary]) -> list[str]:
-    """Lines under the table: layouts whose frames differ from serial's, and tasks a layout
-    ran in order where it would have spread their frames."""
-    lines = []
-    for s in summaries:
-        if s.frames_differ:
-            lines.append(
-                f"- **{s.layout}: frames differ from serial's** (task "
-                f"{', '.join(repr(t) for t in s.frames_differ)}): its speedup compares other "
-                "work. A stage that is not deterministic, not thread-safe, or not "
-                "frame-independent while declaring it is the usual cause: run "
-                "`vidpipe check-stage STAGE` on each of the task's stages."
-            )
-        for task, why in s.in_order.items():
-            lines.append(f"- {s.layout}: task '{task}' {why}.")
-    return [*lines, ""] if lines else []
-
-
-def _perfect_line(summaries: list[LayoutSummary], meta: dict[str, Any]) -> str:
-    """The perfect layout's estimate, and any layout measured above it, with why."""
-    perfect = meta["perfect"]
-    line = (
-        f"Perfect layout (the model's estimate, not a bound): serial's work spread over "
-        f"{perfect['cores']} cores with no start-up, copy or GIL, bounded by {perfect['limit']} "
-        f"({perfect['why']}): {perfect['speedup']:.2f}x serial."
-    )
-    above = [s for s in summaries if s.speedup > perfect["speedup"] * 1.02]
-    if above:
-        cores = meta["environment"]["usable_cores"]
-        serial = next(s for s in summaries if s.layout == "serial")
-        line += " Measured above it: " + "; ".join(_why_above(s, serial, cores) for s in above)
-        line += "."
-    return line
-
-
-def _why_above(s: LayoutSummary, serial: LayoutSummary, cores: int) -> str:
-    """Why a layout's measured speedup exceeds the estimate built from serial's work."""
-
-    def cpu(x: LayoutSummary) -> float:
-        return x.cpu_percent / 100 * x.wall_seconds * cores
-
-    if cpu(s) < cpu(serial) * 0.97:
-        return (
-            f"{s.layout} {s.speedup:.2f}x, which spent less CPU than serial ({cpu(s):.1f} CPU-s "
-            f"against {cpu(serial):.1f}), and the estimate spreads serial's work"
-        )
-    return (
-        f"{s.layout} {s.speedup:.2f}x, with as much CPU work as serial: the estimate left "
-        f"something out, or noise moved serial's median (see docs/case-study.md)"
-    )
-
-
 def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:
     """`options` with x264 and OpenCV pinned to one thread unless they say otherwise, and the
     pins as applied."""
@@ -409,7 +184,7 @@ def _rounds(
             traced = round_ == repeat
             started = time.perf_counter()
             report = _run_once(source, layout, out, options, traced)
-            runs.append(_to_run(layout, round_, report, traced, out))
+            runs.append(to_run(layout, round_, report, traced, out))
             progress(
                 f"[{len(runs)}/{total}] {layout}: {report['wall_seconds']:.2f} s "
                 f"({time.perf_counter() - started:.1f} s with start-up)"
@@ -443,7 +218,7 @@ def compare(
         _check_runs_folders(out_dir, order, repeat)
     options, pinned = _pinned(options)
     runs, report = _rounds(source, order, repeat, out_dir, options, progress)
-    summaries = _summaries(runs, usable_cores())
+    summaries = summarize(runs, usable_cores())
     meta: dict[str, Any] = {}
     if forecaster is not None:
         summaries, meta = _forecast(summaries, runs, forecaster)

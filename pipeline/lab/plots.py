@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..plan.outdir import atomic_write_bytes
-from .compare import LayoutSummary
+from .summary import LayoutSummary
 
 __all__ = ["pyplot", "save_png", "speedup_chart"]
 
