@@ -11,34 +11,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, PipelineError
 from .job_options import job_arguments, run_options
+from .output import print_report, resume_notes
 
 if TYPE_CHECKING:
     from ..plan.planner import RunPlan
-    from ..report.results import RunReport
 
 __all__ = ["COMMANDS"]
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
-def _resume_notes(plan: RunPlan) -> list[str]:
-    """What `--resume` found for each task, one line each."""
-    from ..plan.pieces import piece_frames
-
-    notes = [f"{name}: finished by an earlier run, kept" for name in plan.finished]
-    for task in plan.tasks:
-        pieces = plan.pieces[task.name]
-        if pieces.done:
-            frames = sum(piece_frames(s) for s in pieces.segments if s.number in pieces.done)
-            notes.append(
-                f"{task.name}: resuming after {len(pieces.done)} of {len(pieces.segments)} "
-                f"pieces ({frames} frames)"
-            )
-        else:
-            notes.append(f"{task.name}: nothing to resume, starting from the beginning")
-    return notes
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -54,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"({', '.join(r.output for r in job.finished.values())})"
             )
             return 0
-        for note in _resume_notes(job):
+        for note in resume_notes(job):
             print(f"resume: {note}")
     reporter: Reporter = NullReporter()
     bars = None
@@ -67,48 +45,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bars is not None:
             bars.close()
-    _print_report(report)
+    print_report(report)
     if options.trace:
         print(f"trace: {options.out_dir / 'trace.json'} (open in https://ui.perfetto.dev)")
     print(f"report: {options.out_dir / 'report.json'}")
     return 0
-
-
-def _print_report(report: RunReport) -> None:
-    """What a run did, in a few lines: the run, each task, each node, where time went."""
-    print(
-        f"layout {report.layout}: {report.wall_seconds:.2f} s wall, "
-        f"peak memory {_megabytes(report.peak_rss_bytes_total)} over the processes alive "
-        f"together ({len(report.processes)} processes in all)"
-    )
-    print(f"{'task':<10} {'frames':>6} {'seconds':>8} {'fps':>7}  {'output':<16} size")
-    for name, t in report.tasks.items():
-        fps = t.frames / t.seconds if t.seconds else 0.0
-        print(
-            f"{name:<10} {t.frames:>6} {t.seconds:>8.2f} {fps:>7.1f}  {t.output:<16} "
-            f"{_megabytes(t.input_bytes)} -> {_megabytes(t.output_bytes)} "
-            f"(ratio {t.compression_ratio:.2f})"
-        )
-        if t.size_fix:
-            print(f"{'':<10} note: {t.size_fix}")
-        if t.in_order:
-            print(f"{'':<10} note: {t.in_order}")
-        listed = report.input["video"]["packets"]
-        if t.frames < listed:
-            print(
-                f"{'':<10} note: the input lists {listed} frames; {listed - t.frames} could "
-                "not be decoded (damaged input) and were skipped"
-            )
-    for node, work in report.nodes.items():
-        print(
-            f"node {node}: {work.segments} segments, {work.frames} frames, "
-            f"{work.busy_seconds:.2f} s busy, {_megabytes(work.bytes_in)} in, "
-            f"{_megabytes(work.bytes_out)} out"
-        )
-    for name, t in report.tasks.items():
-        verdict = t.verdict()
-        if verdict:
-            print(f"{name}: {verdict}")
 
 
 #: The charts `compare` draws into its output folder.

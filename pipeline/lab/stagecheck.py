@@ -21,10 +21,7 @@ parallel), `either` when it does both, or the two measurements disagree.
 from __future__ import annotations
 
 import copy
-import hashlib
 import pickle
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -33,16 +30,14 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
-from ..engine.chain import mismatch
 from ..errors import PipelineError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
 from . import gilmeter
+from .stageframes import SHARING_THREADS, by_threads, digests, generated_frames
 
 __all__ = ["StageReport", "check_stage", "generated_frames"]
 
-#: Threads, each with its own copy of the stage, in the thread-safety check.
-SHARING_THREADS = 4
 #: A 2-thread speedup beyond what 2 threads can give on this machine, by more than this
 #: factor, is noise: measured again `REMEASURES` times, then left out.
 NOISE_MARGIN = 1.1
@@ -81,78 +76,6 @@ class StageReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def generated_frames(width: int, height: int, count: int, pix_fmt: PixelFormat) -> list[np.ndarray]:
-    """`count` deterministic frames with edges, gradients and noise, in `pix_fmt`."""
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 255, width, dtype=np.float32)
-    frames = []
-    for i in range(count):
-        bgr = np.empty((height, width, 3), np.uint8)
-        bgr[..., 0] = ((ramp + 7 * i) % 256).astype(np.uint8)
-        bgr[..., 1] = np.linspace(0, 255, height, dtype=np.uint8)[:, None]
-        bgr[..., 2] = rng.integers(0, 256, (height, width), dtype=np.uint8)
-        cv2.rectangle(bgr, (i * 5 % width, height // 4), (width // 2, height // 2), (0, 0, 0), -1)
-        if pix_fmt is PixelFormat.YUV420P:
-            frames.append(np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)))
-        else:
-            frames.append(bgr)
-    return frames
-
-
-def _digest(frame: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(frame).data).hexdigest()
-
-
-def _checked(stage: Stage, spec: StreamSpec, frame: np.ndarray, index: int) -> str:
-    """The digest of what `stage` returns for `frame`; a `PipelineError` when a run would
-    refuse it (not a frame of the stage's output spec: `None`, another dtype or shape)."""
-    out = stage.process(frame.copy(), index)  # a copy: it may write in place
-    wrong = mismatch(out, stage.output_spec(spec))
-    if wrong is not None:
-        raise PipelineError(
-            f"stage {stage.name} {wrong}, on generated {spec.pix_fmt.value} frame {index}; "
-            "a run fails on such a frame"
-        )
-    return _digest(out)
-
-
-def _digests(
-    stage: Stage, spec: StreamSpec, frames: list[np.ndarray], order: list[int]
-) -> dict[int, str]:
-    """Set `stage` up, run it on `frames` in `order`."""
-    stage.setup(spec)
-    try:
-        return {i: _checked(stage, spec, frames[i], i) for i in order}
-    finally:
-        stage.teardown()
-
-
-def _by_threads(stage: Stage, spec: StreamSpec, frames: list[np.ndarray]) -> list[tuple[int, str]]:
-    """Every frame three times, in a shuffled order, by threads that each run their own copy
-    of `stage`, as a frame pool's threads do (`hybrid`): what they share is what its module
-    and class hold."""
-    order = [i for _ in range(3) for i in range(len(frames))]
-    np.random.default_rng(1).shuffle(order)
-    mine = threading.local()
-    copies: list[Stage] = []
-    lock = threading.Lock()
-
-    def one(i: int) -> tuple[int, str]:
-        if not hasattr(mine, "stage"):
-            mine.stage = copy.deepcopy(stage)
-            mine.stage.setup(spec)
-            with lock:
-                copies.append(mine.stage)
-        return i, _checked(mine.stage, spec, frames[i], i)
-
-    try:
-        with ThreadPoolExecutor(SHARING_THREADS) as pool:
-            return list(pool.map(one, order))
-    finally:
-        for copied in copies:
-            copied.teardown()
-
-
 def check_stage(
     spec: StageSpec, *, width: int = 320, height: int = 240, count: int = 24
 ) -> StageReport:
@@ -185,7 +108,7 @@ def _picklable(
             f"not picklable before setup() ({type(exc).__name__}: {exc}): process layouts "
             "cannot send it to their workers; keep only configuration until setup()"
         )
-    if _digests(copied, stream, frames, list(range(len(frames)))) != reference:
+    if digests(copied, stream, frames, list(range(len(frames)))) != reference:
         return "a pickled copy gives other frames: configuration is lost"
     return None
 
@@ -195,7 +118,7 @@ def _frame_parallel(
 ) -> tuple[bool, bool, list[str]]:
     """(gives the same frames in any order, under threads each with its own copy; problems)."""
     problems = []
-    backwards = _digests(build_stage(spec), stream, frames, list(range(len(frames)))[::-1])
+    backwards = digests(build_stage(spec), stream, frames, list(range(len(frames)))[::-1])
     order_independent = backwards == reference
     if not order_independent:
         problems.append(
@@ -210,7 +133,7 @@ def _frame_parallel(
             "hybrid gives each thread its own copy; keep only configuration until setup()"
         )
         return order_independent, False, problems
-    threaded = _by_threads(build_stage(spec), stream, frames)
+    threaded = by_threads(build_stage(spec), stream, frames)
     thread_safe = all(reference[i] == digest for i, digest in threaded)
     if not thread_safe:
         problems.append(
@@ -227,12 +150,12 @@ def _rules(
     """(picklable, deterministic, order-independent, thread-safe, problems) on frames of
     `stream`; the last two None when the stage runs its frames in order."""
     frames = generated_frames(stream.width, stream.height, count, stream.pix_fmt)
-    reference = _digests(build_stage(spec), stream, frames, list(range(count)))
+    reference = digests(build_stage(spec), stream, frames, list(range(count)))
     problems: list[str] = []
     unpicklable = _picklable(stage, stream, frames, reference)
     picklable = unpicklable is None or not unpicklable.startswith("not picklable")
     problems += [unpicklable] if unpicklable else []
-    deterministic = _digests(build_stage(spec), stream, frames, list(range(count))) == reference
+    deterministic = digests(build_stage(spec), stream, frames, list(range(count))) == reference
     if not deterministic:
         problems.append(
             "not deterministic: two runs give different frames (seed randomness from "
