@@ -120,6 +120,7 @@ class StageError(PipelineError):
         self.task = task
         self.stage = stage
         self.index = index
+        self.error = error  # what went wrong, in words
 
 
 class SaveError(PipelineError):

@@ -20,7 +20,6 @@ parallel), `either` when it does both, or the two measurements disagree.
 
 from __future__ import annotations
 
-import copy
 import pickle
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
-from ..errors import PipelineError, reraise_interrupt
+from ..errors import PipelineError, StageError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
 from . import gilmeter
@@ -126,14 +125,10 @@ def _frame_parallel(
             "frame_independent = False, or drop the state carried between frames"
         )
     try:
-        copy.deepcopy(build_stage(spec))
-    except Exception as exc:
-        problems.append(
-            f"cannot be copied for each thread of a frame pool ({type(exc).__name__}: {exc}): "
-            "hybrid gives each thread its own copy; keep only configuration until setup()"
-        )
+        threaded = by_threads(build_stage(spec), stream, frames)
+    except StageError as exc:  # it cannot be copied for each thread, as hybrid copies it
+        problems.append(exc.error)
         return order_independent, False, problems
-    threaded = by_threads(build_stage(spec), stream, frames)
     thread_safe = all(reference[i] == digest for i, digest in threaded)
     if not thread_safe:
         problems.append(

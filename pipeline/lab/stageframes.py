@@ -3,7 +3,6 @@ order, in another order, and from threads that each run their own copy of the st
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from ..engine.chain import mismatch
+from ..engine.chain import copy_stages, mismatch
 from ..errors import PipelineError
 from ..stages.base import PixelFormat, Stage, StreamSpec
 
@@ -69,17 +68,20 @@ def digests(
 
 def by_threads(stage: Stage, spec: StreamSpec, frames: list[np.ndarray]) -> list[tuple[int, str]]:
     """Every frame three times, in a shuffled order, by threads that each run their own copy
-    of `stage`, as a frame pool's threads do (`hybrid`): what they share is what its module
-    and class hold."""
+    of `stage`, copied and set up as a frame pool's threads do (`hybrid`,
+    `pipeline.engine.chain.copy_stages`): what they share is what its module and class hold.
+    A `StageError` when the stage cannot be copied."""
     order = [i for _ in range(3) for i in range(len(frames))]
     np.random.default_rng(1).shuffle(order)
+    spare = [copy_stages("check-stage", (stage,))[0] for _ in range(SHARING_THREADS)]
     mine = threading.local()
     copies: list[Stage] = []
     lock = threading.Lock()
 
     def one(i: int) -> tuple[int, str]:
         if not hasattr(mine, "stage"):
-            mine.stage = copy.deepcopy(stage)
+            with lock:
+                mine.stage = spare.pop()
             mine.stage.setup(spec)
             with lock:
                 copies.append(mine.stage)

@@ -70,6 +70,15 @@ class FileModules:
                 copyreg.pickle(value, _reduce_file_stage)
         return module
 
+    @classmethod
+    def find(cls, source: str, filename: str, qualname: str) -> Any:
+        """The class or function `qualname` of the stage file whose text is `source`, loaded
+        here if it is not yet (unpickling in a spawned worker, on a Ray node)."""
+        found: Any = cls.from_source(source, filename)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        return found
+
 
 def _reduce_file_stage(stage: Any) -> tuple[Any, ...]:
     module = sys.modules[type(stage).__module__]
@@ -81,10 +90,7 @@ def _reduce_file_stage(stage: Any) -> tuple[Any, ...]:
 
 
 def _rebuild_file_stage(source: str, filename: str, qualname: str, state: Any) -> Any:
-    module = FileModules.from_source(source, filename)
-    cls: Any = module
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls = FileModules.find(source, filename, qualname)
     stage = cls.__new__(cls)
     if hasattr(stage, "__setstate__"):
         stage.__setstate__(state)

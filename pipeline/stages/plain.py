@@ -12,7 +12,7 @@ wrapped here into `Stage`s, so that every layout, `check-stage` and the reports 
   reference, says otherwise; `name` and `accepts` may be set as attributes of the function.
 
 Both pickle for the process layouts: a plain class's instance as any object (a class from a
-stage file travels as its file's source, `pipeline.stages.loader`), a function as a reference
+stage file travels as its file's source, `pipeline.stages.files`), a function as a reference
 to it, again as its file's source when it comes from one.
 """
 
@@ -128,7 +128,4 @@ def _rebuild_file_function(
     source: str, filename: str, qualname: str, options: dict[str, Any], frame_independent: bool
 ) -> FunctionStage:
     """A `FunctionStage` around the function `qualname` of the stage file `source`."""
-    function: Any = FileModules.from_source(source, filename)
-    for part in qualname.split("."):
-        function = getattr(function, part)
-    return FunctionStage(function, options, frame_independent)
+    return FunctionStage(FileModules.find(source, filename, qualname), options, frame_independent)
