@@ -87,6 +87,18 @@ def mb(value: float) -> str:
     return f"{value / 1e6:.0f}"
 
 
+def best_of(speedups: dict[str, dict[str, Any]], names: tuple[str, ...]) -> float:
+    """The best speedup among the layouts `names` (those that ran)."""
+    return max(speedups[n]["speedup"] for n in names if n in speedups)
+
+
+def copy_speed(shm_fps: float, copy_fps: float) -> str:
+    """The shared-memory ring's pace against a plain copy in one process, in words."""
+    if shm_fps >= 0.95 * copy_fps:
+        return "as fast as a plain copy in one process"
+    return f"{shm_fps / copy_fps:.2f}x the speed of a plain copy in one process"
+
+
 def best(speedups: dict[str, dict[str, Any]]) -> tuple[str, float]:
     name = max((n for n in speedups if n != "serial"), key=lambda n: speedups[n]["speedup"])
     return name, speedups[name]["speedup"]
@@ -183,11 +195,7 @@ def note_reading(d: Data) -> str:
         + ("; the rest is shared libraries." if own else ".")
     )
     pickle, shm, copy = comm["pickle queue"], comm["shared memory"], comm["copy"]
-    speed = (
-        "as fast as a plain copy in one process"
-        if shm >= 0.95 * copy
-        else f"{shm / copy:.2f}x the speed of a plain copy in one process"
-    )
+    speed = copy_speed(shm, copy)
     comms = (
         (
             "**Communication is costly for the textbook transport only.** "
@@ -254,7 +262,7 @@ def _cores(d: Data) -> int:
 def lesson(d: Data) -> str:
     """The two-row lesson, as far as the data bear it out."""
     bound, free = d.speedups("gil-bound"), d.speedups("gil-free")
-    threads_top = max(bound[n]["speedup"] for n in THREAD_ONLY if n in bound)
+    threads_top = best_of(bound, THREAD_ONLY)
     pools_top = max(PROCESS_POOLS, key=lambda n: bound[n]["speedup"])
     first = (
         f"on work that holds the GIL (`gil-bound`), every layout that only adds threads stays at "
@@ -440,19 +448,13 @@ MISS_WHY = {
 def predict_accuracy(d: Data) -> str:
     results = {w: d.compares[w] for w in PREDICTED}
     errors = [
-        ((s["predicted_speedup"] - s["speedup"]) / s["speedup"], w, short(s["layout"]))
-        for w, r in results.items()
-        for s in r["summaries"]
-        if s["layout"] != "serial" and s["predicted_speedup"] is not None
+        (e, w, short(s["layout"])) for e, w, s in predict_vs_measure.prediction_errors(results)
     ]
     tolerance = predict_vs_measure.TOLERANCE
     misses = [e for e in errors if abs(e[0]) > tolerance]
     worst = max(errors, key=lambda e: abs(e[0]))
     lines = [
-        *[
-            line.replace("examples/layouts/", "")
-            for line in predict_vs_measure.accuracy_table(results)
-        ],
+        *map(_short_files, predict_vs_measure.accuracy_table(results)),
         "",
         f"{len(errors) - len(misses)} of {len(errors)} predictions are within "
         f"{tolerance:.0%} of the measured speedup (a **miss** is further off); the worst is "
@@ -541,13 +543,8 @@ def predict_cores_reading(d: Data) -> str:
 
 def _processes_win_only_gil_bound(d: Data) -> bool:
     bound, free = d.speedups("gil-bound"), d.speedups("gil-free")
-
-    def top(by: dict[str, dict[str, Any]], names: tuple[str, ...]) -> float:
-        return max(by[n]["speedup"] for n in names if n in by)
-
-    return top(bound, PROCESS_POOLS) > top(bound, THREAD_ONLY) and top(free, THREAD_ONLY) >= top(
-        free, PROCESS_POOLS
-    )
+    processes_win_bound = best_of(bound, PROCESS_POOLS) > best_of(bound, THREAD_ONLY)
+    return processes_win_bound and best_of(free, THREAD_ONLY) >= best_of(free, PROCESS_POOLS)
 
 
 def more_cores(d: Data) -> str:
@@ -574,10 +571,10 @@ def summary(d: Data) -> str:
             "use processes for CPU-bound work",
             ("for work that holds the GIL: " if _processes_win_only_gil_bound(d) else "")
             + f"`gil-bound`, best process pool "
-            f"{x(max(bound[k]['speedup'] for k in PROCESS_POOLS))} against "
-            f"{x(max(bound[k]['speedup'] for k in THREAD_ONLY if k in bound))} for threads; "
-            f"`gil-free`, threads {x(max(free[k]['speedup'] for k in THREAD_ONLY if k in free))} "
-            f"against processes {x(max(free[k]['speedup'] for k in PROCESS_POOLS))}",
+            f"{x(best_of(bound, PROCESS_POOLS))} against {x(best_of(bound, THREAD_ONLY))} for "
+            "threads; "
+            f"`gil-free`, threads {x(best_of(free, THREAD_ONLY))} against processes "
+            f"{x(best_of(free, PROCESS_POOLS))}",
         ),
         (
             "processes have separate memory",
@@ -637,13 +634,7 @@ def readme_transport(d: Data) -> str:
         ("`multiprocessing.Queue` between processes (pickled)", "pickle"),
         ("shared-memory ring between processes (one copy, slot numbers travel)", "shm"),
     ]
-    ratio = t["shm_over_copy"]
-    speed = (
-        "as fast as a plain copy in one process"
-        if ratio >= 0.95
-        else f"at {ratio:.2f}x the speed of a plain copy in one process (both are one memcpy; the "
-        "ring also pays for the slot messages and for touching fresh shared pages)"
-    )
+    speed = copy_speed(t["shm_fps"], t["copy_fps"])
     return "\n".join(
         [
             f"On {d.env['cpu_count']} CPUs, {t['size']} frames ({t['frame_mb']:.1f} MB), "

@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.lab.compare import repredict
 from pipeline.lab.plots import speedup_chart
+from pipeline.lab.summary import LayoutSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_media" / "car-detection.mp4"
@@ -51,21 +52,30 @@ def measure(out: Path, repeat: int) -> None:
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
 
 
+def prediction_errors(
+    results: dict[str, dict[str, Any]],
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """(error, workload, summary) of every predicted layout but serial, in table order; the
+    error as `LayoutSummary.prediction_error` states it: (predicted - measured) / measured."""
+    return [
+        (LayoutSummary(**s).prediction_error or 0.0, workload, s)
+        for workload, data in results.items()
+        for s in data["summaries"]
+        if s["layout"] != "serial" and s["predicted_speedup"] is not None
+    ]
+
+
 def accuracy_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "| workload | layout | measured | predicted | error | limit (predicted) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for workload, data in results.items():
-        for s in data["summaries"]:
-            if s["layout"] == "serial" or s["predicted_speedup"] is None:
-                continue
-            error = (s["predicted_speedup"] - s["speedup"]) / s["speedup"]
-            miss = " **miss**" if abs(error) > TOLERANCE else ""
-            lines.append(
-                f"| {workload} | {s['layout']} | {s['speedup']:.2f}x | "
-                f"{s['predicted_speedup']:.2f}x | {error:+.0%}{miss} | {s['predicted_limit']} |"
-            )
+    for error, workload, s in prediction_errors(results):
+        miss = " **miss**" if abs(error) > TOLERANCE else ""
+        lines.append(
+            f"| {workload} | {s['layout']} | {s['speedup']:.2f}x | "
+            f"{s['predicted_speedup']:.2f}x | {error:+.0%}{miss} | {s['predicted_limit']} |"
+        )
     return lines
 
 
@@ -112,14 +122,7 @@ def main() -> int:
         measure(args.out, args.repeat)
     results = {w: json.loads((args.out / w / "results.json").read_text()) for w in WORKLOADS}
     env = next(iter(results.values()))["environment"]
-    worst = max(
-        (
-            (abs(s["predicted_speedup"] - s["speedup"]) / s["speedup"], w, s["layout"])
-            for w, d in results.items()
-            for s in d["summaries"]
-            if s["predicted_speedup"] is not None
-        ),
-    )
+    worst = max((abs(e), w, s["layout"]) for e, w, s in prediction_errors(results))
     text = "\n".join(
         [
             "# Predicted and measured speedups",
