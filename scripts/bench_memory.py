@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from make_sample import make_sample  # noqa: E402  (beside this script)
+
 from pipeline.instrument.procstats import peak_rss_now  # noqa: E402
 from pipeline.layouts import LAYOUTS  # noqa: E402
 from pipeline.media.ffmpeg import ffmpeg_exe  # noqa: E402
@@ -48,17 +50,9 @@ SAMPLE_SECONDS = 0.02
 
 
 def _make_clip(out: Path) -> Path:
-    subprocess.run(
-        [
-            *(ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"),
-            *("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"),
-            *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5"),
-            *("-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"),
-            *("-c:a", "aac", "-shortest", str(out)),
-        ],
-        check=True,
-    )
-    return out
+    """5 s of 1080p testsrc2 at 30 fps with a sine tone, x264 `medium` CRF 23."""
+    size, frames, fps = "1920x1080", 150, "30"
+    return make_sample(out, size=size, frames=frames, fps=fps, audio=True, preset="medium", crf=23)
 
 
 def _ffmpeg_peak(source: Path, out: Path) -> int:

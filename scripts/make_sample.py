@@ -29,6 +29,8 @@ def make_sample(
     pix_fmt: str = "yuv420p",
     gop: int | None = None,
     bframes: int | None = None,
+    preset: str = "ultrafast",
+    crf: int | None = None,
 ) -> Path:
     """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error."""
     args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
@@ -42,7 +44,7 @@ def make_sample(
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     args += ["-frames:v", str(frames), "-c:v", codec, "-pix_fmt", pix_fmt]
     if codec == "libx264":
-        args += ["-preset", "ultrafast"]
+        args += ["-preset", preset, *(["-crf", str(crf)] if crf is not None else [])]
     if gop is not None:  # a keyframe every `gop` frames (closed GOPs, so each decodes alone)
         args += ["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
     if bframes is not None:  # reordered frames: decode order differs from display order

@@ -5,31 +5,29 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from conftest import ROOT
 
 
-def test_bench_transport_prints_one_json_object() -> None:
+def _json_of(script: str, *args: object, timeout: float = 300) -> Any:
+    """What `scripts/<script> ARGS --json` prints, once it exits 0."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "scripts/bench_transport.py",
-            "--size",
-            "64x48",
-            "--frames",
-            "20",
-            "--repeat",
-            "1",
-            "--json",
-        ],
+        [sys.executable, f"scripts/{script}", *map(str, args), "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=120,
-        check=True,
+        timeout=timeout,
     )
-    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_bench_transport_prints_one_json_object() -> None:
+    result = _json_of(
+        "bench_transport.py", "--size", "64x48", "--frames", 20, "--repeat", 1, timeout=120
+    )
     for key in ("copy_fps", "thread_fps", "pickle_fps", "shm_fps"):
         assert result[key] > 0
 
@@ -96,15 +94,7 @@ def test_key_differences_measures_every_row_of_the_table(tmp_path) -> None:
 
 
 def test_bench_vs_ffmpeg_prints_every_engine_as_one_json_object(tiny_clip) -> None:
-    done = subprocess.run(
-        [sys.executable, "scripts/bench_vs_ffmpeg.py", str(tiny_clip), "--repeat", "1", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _json_of("bench_vs_ffmpeg.py", tiny_clip, "--repeat", 1)
     engines = ("ffmpeg", "identity", "bgr", "moviepy", "opencv", "imageio_bgr", "imageio_i420")
     for key in (f"{name}_fps" for name in engines):
         assert result[key] > 0, key  # moviepy too: it is in the dev extra
@@ -122,32 +112,13 @@ def test_bench_vs_ffmpeg_takes_an_input_or_makes_one_not_both(tiny_clip) -> None
 
 
 def test_bench_startup_times_the_listing_commands_and_the_first_ffmpeg() -> None:
-    done = subprocess.run(
-        [sys.executable, "scripts/bench_startup.py", "--repeat", "1", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    seconds = json.loads(done.stdout)["seconds"]
+    seconds = _json_of("bench_startup.py", "--repeat", 1, timeout=120)["seconds"]
     assert set(seconds) >= {"bare interpreter", "vidpipe layouts", "run: first ffmpeg"}
     assert all(0 < v < 30 for v in seconds.values())
 
 
 def test_bench_memory_sets_each_layout_beside_ffmpegs_command_lines(tiny_clip) -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, "scripts/bench_memory.py", str(tiny_clip), "--repeat", "1"),
-            *("--layouts", "serial,processes", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _json_of("bench_memory.py", tiny_clip, "--repeat", 1, "--layouts", "serial,processes")
     ffmpeg = result["ffmpeg_mb"]
     assert ffmpeg["compress"] > 5 and ffmpeg["render"] > 5
     assert ffmpeg["side by side"] == ffmpeg["compress"] + ffmpeg["render"]
