@@ -270,7 +270,7 @@ def hold(
         check_work(out)
         held.manifest = Manifest.load(out.manifest)
         held.adopt(last_beat)
-        check_folders(out, claim.folders())
+        check_folders(out, {*claim.folders(), *claim.forbidden, *(p.parent for p in claim.fresh)})
         conflicts = held.conflicts(claim)
         directories = [p for p in conflicts if p.is_dir() and not p.is_symlink()]
         if directories:

@@ -64,13 +64,20 @@ def check_input(
 
 
 def check_folders(out: OutDir, folders: Iterable[Path]) -> None:
-    """Refuse a file where the run makes a folder (`thumbnails`, say), before it writes."""
+    """Refuse a file or a link where the run makes or manages a folder (`thumbnails`,
+    `thumbnails/<task>`, compare's `runs`), before it writes: vidpipe writes, and removes what
+    it wrote, only in real folders under DIR, never through a link it did not make."""
     root = out.root
     for folder in sorted(folders):
         for at in (folder, *folder.parents):
             if at == root or root not in at.parents:
                 break
-            if (at.exists() or at.is_symlink()) and not at.is_dir():
+            if at.is_symlink():
+                raise ConfigError(
+                    f"--out {root}: {at} is a link where vidpipe manages a folder of its own; "
+                    "vidpipe never writes or removes through a link: replace it by a folder"
+                )
+            if at.exists() and not at.is_dir():
                 raise ConfigError(
                     f"--out {root}: {at} is a file where vidpipe makes a folder; move it away"
                 )

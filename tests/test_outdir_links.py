@@ -1,0 +1,124 @@
+"""vidpipe never writes or removes through a link it did not make: every folder it manages in
+--out (thumbnails, each task's thumbnails, compare's runs) must be a real folder (issue 23, D1)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+def _run(cli, *args: str | Path) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=cli.env(),
+    )
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("link", ["thumbnails", "thumbnails/render"])
+def test_a_linked_thumbnails_folder_is_refused_and_its_target_untouched(
+    link, cli, tiny_clip, tmp_path
+) -> None:
+    out = tmp_path / "D"
+    first = _run(
+        cli,
+        "run",
+        tiny_clip,
+        "--out",
+        out,
+        "--layout",
+        "serial",
+        "--tasks",
+        "render",
+        "--no-progress",
+    )
+    assert first.returncode == 0, first.stderr
+    # The user moves the thumbnails away, keeps them, and leaves a link in their place.
+    keep = tmp_path / "keep" / "mythumbs"
+    keep.parent.mkdir()
+    (out / link).rename(keep)
+    (out / link).symlink_to(keep)
+    (keep / "mine.txt").write_text("my own notes\n")
+    before = _digests(keep)
+    assert before
+    again = _run(
+        cli,
+        "run",
+        tiny_clip,
+        "--out",
+        out,
+        "--layout",
+        "serial",
+        "--tasks",
+        "render",
+        "--save-every",
+        "4",
+        "--no-progress",
+    )
+    assert again.returncode == 2, again.stderr
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "is a link" in lines[0]
+    assert str(out / link) in lines[0]
+    assert _digests(keep) == before, "files outside --out were touched through the link"
+    # --force overwrites files, never writes through a link.
+    forced = _run(
+        cli,
+        "run",
+        tiny_clip,
+        "--out",
+        out,
+        "--layout",
+        "serial",
+        "--tasks",
+        "render",
+        "--force",
+        "--no-progress",
+    )
+    assert forced.returncode == 2, forced.stderr
+    assert _digests(keep) == before
+
+
+@pytest.mark.timeout(60)
+def test_a_linked_runs_folder_of_compare_is_refused(cli, tiny_clip, tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "serial-1").mkdir()
+    (elsewhere / "serial-1" / "report.json").write_text('{"mine": true}')
+    out = tmp_path / "C"
+    out.mkdir()
+    (out / "runs").symlink_to(elsewhere)
+    done = _run(
+        cli,
+        "compare",
+        tiny_clip,
+        "--out",
+        out,
+        "--layouts",
+        "serial",
+        "--repeat",
+        "1",
+        "--tasks",
+        "compress",
+        "--force",
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is a link" in done.stderr and done.stderr.count("\n") == 1
+    assert (elsewhere / "serial-1" / "report.json").read_text() == '{"mine": true}'
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["report.json", "serial-1"]
