@@ -49,9 +49,11 @@ def _open(
 ) -> tuple[Decoder, Encoder | Transcoder]:
     """Start the source and the sink of one range: a decoder and an encoder, or, for a task no
     stage changes, one ffmpeg that decodes and encodes (and shows us the frames). Audio is
-    muxed only when the whole video goes straight to the task's output."""
+    muxed only when the whole video goes straight to the task's output. Either way each frame
+    is encoded at its presentation time in the input (`MediaInfo.frame_time`)."""
     task, media = run.task, run.media
     keep_audio = task.keep_audio and segment is None
+    first = segment.first_frame if segment else 0
     reading = Reading(
         ring=mapper.window + 2,
         buffers=mapper.buffers(),
@@ -68,6 +70,7 @@ def _open(
             output,
             audio_codec=audio,
             reading=reading,
+            start=media.frame_time(first),
         )
         both = stack.enter_context(transcoder)
         return both, both
@@ -79,6 +82,7 @@ def _open(
         audio_from=Path(media.path) if keep_audio else None,
         audio_codec=media.audio_codec,
         label=task.name,
+        times=lambda k: media.frame_time(first + k),
     )
     return decoder, stack.enter_context(encoder)
 

@@ -161,6 +161,7 @@ def _encode_pieces(
     stats = join_pieces(
         [s.piece for s in pieces.segments],
         run.out.output(task.output),
+        starts=[media.frame_time(s.first_frame) for s in pieces.segments],
         audio_from=Path(media.path) if task.keep_audio else None,
         audio_codec=media.audio_codec,
         label=task.name,

@@ -112,6 +112,7 @@ def join_segments(
     stats = join_pieces(
         [s.piece for s in segments],
         output,
+        starts=[plan.media.frame_time(s.first_frame) for s in segments],
         audio_from=Path(plan.media.path) if task.keep_audio else None,
         audio_codec=plan.media.audio_codec,
         label=task.name,

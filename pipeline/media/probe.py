@@ -42,6 +42,21 @@ class MediaInfo:
     #: Keyframes as (frame index in presentation order, seconds from the file's start):
     #: where a segment can start and decode exactly.
     keyframes: tuple[tuple[int, Fraction], ...] = ()
+    #: The video packets' presentation timestamps, ascending, in `time_base` units from the
+    #: file's start (the timeline ffmpeg gives every stream of the input, the audio's included);
+    #: empty when the stream's timestamps cannot be trusted (missing or repeated).
+    frame_pts: tuple[int, ...] = ()
+    time_base: Fraction = Fraction(1)
+
+    def frame_time(self, index: int) -> Fraction:
+        """When frame `index` (in presentation order) is shown, in seconds from the file's
+        start: its timestamp; past the known timestamps (or without them), one frame duration
+        at `fps` after the previous frame."""
+        known = self.frame_pts
+        if index < len(known):
+            return known[index] * self.time_base
+        last = len(known) - 1
+        return (known[last] * self.time_base if known else -1 / self.fps) + (index - last) / self.fps
 
     def spec(self, pix_fmt: PixelFormat = PixelFormat.BGR24) -> StreamSpec:
         """The stream of decoded frames in `pix_fmt`."""
@@ -124,6 +139,8 @@ class _PacketTiming:
     duration_rate: Fraction | None  # from packet durations, when they are all equal
     pts_rate: Fraction | None  # from how far the timestamps advance over the whole stream
     keyframes: tuple[tuple[int, Fraction], ...] = ()  # (presentation index, pts in seconds)
+    pts: tuple[int, ...] = ()  # ascending, in `unit`; empty if missing or repeated
+    unit: Fraction = Fraction(1)
 
 
 def _is_key(row: list[str]) -> bool:
@@ -154,7 +171,12 @@ def _packet_timing(crc: str) -> _PacketTiming:
     keyframes = tuple(
         sorted((order[int(row[2])], int(row[2]) * unit) for row in rows if _is_key(row))
     )
-    return _PacketTiming(len(rows), duration_rate, pts_rate, keyframes)
+    # ffmpeg prints a missing timestamp as the most negative int64; repeated ones cannot be
+    # shown one after the other either: such a stream is retimed at its frame rate.
+    trusted = len(set(pts)) == len(pts) and pts[0] > -(2**62)
+    return _PacketTiming(
+        len(rows), duration_rate, pts_rate, keyframes, tuple(pts) if trusted else (), unit
+    )
 
 
 def _close(a: Fraction, b: Fraction, tolerance: float) -> bool:
@@ -245,6 +267,8 @@ def probe(path: Path | str) -> MediaInfo:
         audio_codec=audio.group(1) if audio else None,
         # framecrc's timestamps already start at the file's start, as -ss positions do.
         keyframes=timing.keyframes,
+        frame_pts=timing.pts,
+        time_base=timing.unit,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from ..instrument.procstats import ProcessStats
 from ..plan.outdir import partial_path
 from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess, UsesFFmpeg, url
+from .timed import MICROSECONDS, frame_header, stream_header
 
 __all__ = [
     "Encoder",
@@ -56,6 +59,10 @@ class PartialOutput:
 class Encoder(UsesFFmpeg):
     """Encode frames of `spec` to `path`, optionally muxing the first audio stream of `audio_from`.
 
+    The k-th frame written is shown at `times(k)` seconds (on the timeline of `audio_from`,
+    which its audio keeps; by default k / fps): frames keep the presentation times they had in
+    the input, a variable frame rate and a late start included.
+
     ffmpeg writes to `partial_path(path)`; `finish()` renames it to `path` once ffmpeg has exited
     cleanly, so `path` only ever holds a complete file. `abort()` (also on leaving the `with`
     block after an error) kills ffmpeg and removes the partial file.
@@ -70,9 +77,14 @@ class Encoder(UsesFFmpeg):
         audio_from: Path | None = None,
         audio_codec: str | None = None,
         label: str = "",
+        times: Callable[[int], Fraction] | None = None,
     ) -> None:
         self.path = path
         self._out = PartialOutput(path)
+        self._times = times or (lambda k: k / spec.fps)
+        self._written = 0
+        self._last = -1  # the last frame's time in microseconds from the first's
+        self._first = 0
         self.spec = spec
         self.settings = settings
         self.audio_from = audio_from if audio_codec else None
@@ -82,11 +94,12 @@ class Encoder(UsesFFmpeg):
 
     def __enter__(self) -> Encoder:
         spec, s = self.spec, self.settings
-        args = ["-y", "-f", "rawvideo", "-pix_fmt", spec.pix_fmt.value]
-        args += ["-s", f"{spec.width}x{spec.height}"]
-        args += ["-framerate", f"{spec.fps.numerator}/{spec.fps.denominator}", "-i", "-"]
+        # The stream's times count from its first frame; -itsoffset puts that frame back at
+        # its time (a stream's own start is what ffmpeg takes off every input).
+        self._first = _microseconds(self._times(0))
+        args = ["-y", "-itsoffset", f"{self._first}us", "-f", "matroska", "-i", "-"]
         args += _audio_args(self.audio_from, self.audio_codec)
-        args += h264_output_args(s, self._out.partial)
+        args += ["-fps_mode", "passthrough", *h264_output_args(s, self._out.partial)]
         self._proc = FFmpegProcess(args, role=self._role, stdin=True, stdout=False)
         return self
 
@@ -101,9 +114,10 @@ class Encoder(UsesFFmpeg):
         stream = self._proc.stdin
         begin = cpuclock.read()
         try:
-            while view:
-                written = stream.write(view)
-                view = view[written or 0 :]
+            for chunk in (memoryview(self._frame_header(len(view))), view):
+                while chunk:
+                    written = stream.write(chunk)
+                    chunk = chunk[written or 0 :]
             self._on_pipe("encode", begin)
         except BrokenPipeError:
             self._proc.wait()
@@ -111,6 +125,15 @@ class Encoder(UsesFFmpeg):
                 f"{self.path.name}: encoder stopped ({self._exit()})",
                 stderr_tail=self._proc.stderr_tail(),
             ) from None
+
+    def _frame_header(self, size: int) -> bytes:
+        """What goes before the next frame: the stream's header first, then the frame's time
+        (kept after the previous frame's even when both round to one microsecond)."""
+        opening = stream_header(self.spec) if self._written == 0 else b""
+        shown = max(_microseconds(self._times(self._written)) - self._first, self._last + 1)
+        self._written += 1
+        self._last = shown
+        return opening + frame_header(shown, size)
 
     def finish(self) -> None:
         """Close the stream, wait for ffmpeg, and move the complete file into place."""
@@ -129,13 +152,18 @@ class Encoder(UsesFFmpeg):
 
 
 def h264_output_args(settings: EncoderSettings, partial: Path) -> list[str]:
-    """ffmpeg output options that encode video with `settings` into the MP4 `partial`."""
+    """ffmpeg output options that encode video with `settings` into the MP4 `partial`, each
+    frame at its own time (in the input stream's time base, not rounded to a frame rate's)."""
     s = settings
     return [
-        *("-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf)),
+        *("-c:v", "libx264", "-preset", s.preset, "-crf", str(s.crf), "-enc_time_base:v", "demux"),
         *("-threads", str(s.threads), "-pix_fmt", "yuv420p"),
         *("-movflags", "+faststart", "-f", "mp4", url(partial)),
     ]
+
+
+def _microseconds(seconds: Fraction) -> int:
+    return round(seconds * MICROSECONDS)
 
 
 def audio_codec_for_mp4(audio_codec: str) -> str:
@@ -157,10 +185,22 @@ def _concat_quote(name: str) -> str:
     return "'" + name.replace("'", "'\\''") + "'"
 
 
+def _concat_list(pieces: list[Path], folder: Path, starts: list[Fraction]) -> str:
+    """The concat demuxer's list of `pieces`, named relative to `folder`; with `starts`, each
+    piece but the last lasts (`duration`) until the next one's first frame."""
+    lines = []
+    for n, piece in enumerate(pieces):
+        lines.append(f"file {_concat_quote(os.path.relpath(piece, folder))}\n")
+        if n + 1 < len(starts):
+            lines.append(f"duration {_microseconds(starts[n + 1] - starts[n])}us\n")
+    return "".join(lines)
+
+
 def join_pieces(
     pieces: list[Path],
     path: Path,
     *,
+    starts: Sequence[Fraction] = (),
     audio_from: Path | None = None,
     audio_codec: str | None = None,
     label: str = "",
@@ -170,13 +210,17 @@ def join_pieces(
     Uses ffmpeg's concat demuxer with stream copy; written to `partial_path(path)` and renamed
     when complete. The list of pieces is written beside the first, naming each relative to it
     (and quoted as the concat demuxer reads quotes), so that no character of the folders'
-    names can break it. Returns the joining ffmpeg's stats; raises `MediaError` if it fails.
+    names can break it. `starts` (when given, one per piece) are the times in seconds at which
+    each piece's first frame is shown: each piece lasts until the next one starts, and the
+    first starts at its time, so that every frame keeps its time in the input (on the timeline
+    of `audio_from`). Returns the joining ffmpeg's stats; raises `MediaError` if it fails.
     """
     listing = pieces[0].parent / "join.txt"
     partial = partial_path(path)
-    names = (os.path.relpath(p, listing.parent) for p in pieces)
-    listing.write_text("".join(f"file {_concat_quote(name)}\n" for name in names))
-    args = ["-y", "-f", "concat", "-i", url(listing)]
+    listing.write_text(_concat_list(pieces, listing.parent, list(starts)))
+    # The concat demuxer starts the first piece at 0: -itsoffset puts it back at its time.
+    offset = ["-itsoffset", f"{_microseconds(starts[0])}us"] if starts else []
+    args = ["-y", *offset, "-f", "concat", "-i", url(listing)]
     args += _audio_args(audio_from, audio_codec)
     args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", url(partial)]
     try:

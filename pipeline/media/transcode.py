@@ -9,6 +9,7 @@ be looked at: digests, thumbnails and progress see exactly what the encoder gets
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..stages.base import StreamSpec
 from .ffmpeg import FFmpegProcess
 from .sink import PartialOutput, audio_codec_for_mp4, h264_output_args
 from .source import Decoder, Reading
+from .timed import MICROSECONDS
 
 __all__ = ["Transcoder"]
 
@@ -27,8 +29,9 @@ class Transcoder(Decoder):
 
     Frames come out as from a `Decoder` of `spec` (same frames, same buffers, same rules), while
     the same process encodes them as an `Encoder` of `spec` fed those frames would: same
-    settings, and timestamps counting frames at `spec.fps`, as the raw frames an `Encoder`
-    reads carry. With `audio_codec`, the input's first audio stream is muxed too.
+    settings, and each frame at its presentation time, the first at `start` seconds from the
+    input's start (where the range begins; the frames after it as far apart as the input shows
+    them). With `audio_codec`, the input's first audio stream is muxed too.
 
     `write()` does nothing (ffmpeg already has the frame); after `close()`, `finish()` moves
     the complete file into place. Leaving the `with` block without `finish()` kills ffmpeg and
@@ -47,19 +50,21 @@ class Transcoder(Decoder):
         *,
         audio_codec: str | None = None,
         reading: Reading | None = None,
+        start: Fraction = Fraction(0),
     ) -> None:
         super().__init__(path, spec, reading)
+        self.first_time = start
         self.output = output
         self._out = PartialOutput(output)
         self.settings = settings
         self.audio_codec = audio_codec
 
     def __enter__(self) -> Transcoder:
-        fps = self.spec.fps
         video = [*("-map", "0:v:0", *self._limit_args(), "-fps_mode", "passthrough")]
-        # Frame n at n / fps, in a time base of 1 / fps: what raw frames read at `-framerate`
-        # carry, so that the file is the one an Encoder would write.
-        video += ["-vf", f"settb={fps.denominator}/{fps.numerator},setpts=N"]
+        # ffmpeg's times start at the seek position (or at a cut's start): the first frame is
+        # put back at its time in the input, the others keep their distance from it.
+        start = f"{round(self.first_time * MICROSECONDS)}/{MICROSECONDS}"
+        video += ["-vf", f"setpts=PTS-STARTPTS+round({start}/TB)"]
         audio = []
         if self.audio_codec:
             audio = ["-map", "0:a:0", "-c:a", audio_codec_for_mp4(self.audio_codec)]
