@@ -8,6 +8,7 @@ pieces joined at the end. Times are read back with ffmpeg's `showinfo` filters.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -34,8 +35,9 @@ def _times(path: Path, stream: str) -> list[float]:
     """Presentation times (seconds) of the frames of `path`'s first `stream` ("v" or "a")."""
     show = "showinfo" if stream == "v" else "ashowinfo"
     flag = "-vf" if stream == "v" else "-af"
+    args = ["-i", path, "-map", f"0:{stream}:0", flag, show, "-f", "null", "-"]
     done = subprocess.run(
-        [FFMPEG, "-hide_banner", "-i", path, "-map", f"0:{stream}:0", flag, show, "-f", "null", "-"],
+        [FFMPEG, "-hide_banner", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -45,7 +47,9 @@ def _times(path: Path, stream: str) -> list[float]:
 
 
 def _close(got: list[float], want: list[float]) -> bool:
-    return len(got) == len(want) and all(abs(a - b) <= TOLERANCE for a, b in zip(got, want))
+    return len(got) == len(want) and all(
+        abs(a - b) <= TOLERANCE for a, b in zip(got, want, strict=True)
+    )
 
 
 _VIDEO = "testsrc2=size=64x48:rate=25:duration=1.6"
@@ -59,6 +63,19 @@ def late_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _ffmpeg(
         *("-itsoffset", "1", "-f", "lavfi", "-i", _VIDEO),
         *("-f", "lavfi", "-i", "sine=duration=3", "-map", "0:v", "-map", "1:a"),
+        *_X264,
+        *("-c:a", "aac", out),
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def late_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 frames at 25 fps from 0, audio starting 0.5 s later (the video must not move)."""
+    out = tmp_path_factory.mktemp("late_audio") / "late_audio.mp4"
+    _ffmpeg(
+        *("-f", "lavfi", "-i", _VIDEO, "-itsoffset", "0.5"),
+        *("-f", "lavfi", "-i", "sine=duration=2", "-map", "0:v", "-map", "1:a"),
         *_X264,
         *("-c:a", "aac", out),
     )
@@ -90,7 +107,7 @@ def _check_in_sync(clip: Path, out: Path, outputs: list[str]) -> None:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("clip", ["late_video", "vfr_video"])
+@pytest.mark.parametrize("clip", ["late_video", "late_audio", "vfr_video"])
 def test_frames_keep_their_presentation_times(clip, layout, tmp_path, request) -> None:
     source: Path = request.getfixturevalue(clip)
     out = tmp_path / "out"
@@ -120,3 +137,17 @@ def test_constant_rate_input_keeps_its_times_and_digests(tiny_clip, tmp_path) ->
         assert pieces.tasks[name].frame_digest == task.frame_digest
         got = _times(tmp_path / "a" / task.output, "v")
         assert _close(got, [n / 25 for n in range(12)]), got
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed"
+)
+@pytest.mark.parametrize("clip", ["late_video", "vfr_video"])
+def test_ray_segments_keep_their_presentation_times(cli, clip, tmp_path, request) -> None:
+    """Ray decodes cuts of the input (their own times start at 0): frames keep the input's."""
+    source: Path = request.getfixturevalue(clip)
+    out = tmp_path / "out"
+    done = cli.run("run", source, "--out", out, "--layout", "ray", "--workers", "2", timeout=200)
+    assert done.returncode == 0, done.stderr
+    _check_in_sync(source, out, ["compressed.mp4", "rendered.mp4"])

@@ -1,7 +1,8 @@
 """Probing an input with the bundled ffmpeg (there is no ffprobe in imageio-ffmpeg).
 
 One stream-copy pass (`-c copy -f framecrc`) reads every video packet without decoding: its
-timestamps give the exact frame rate (29.83 fps is really 179/6) and a frame estimate, while
+timestamps give the exact frame rate (29.83 fps is really 179/6), a frame estimate and the time at
+which each frame is shown (kept by every output: `MediaInfo.frame_time`), while
 ffmpeg's stderr header gives codec, pixel format, size, rotation and audio. Frame counts that
 matter are counted as frames are decoded (`count_decoded_frames`), because headers lie.
 """
@@ -56,7 +57,9 @@ class MediaInfo:
         if index < len(known):
             return known[index] * self.time_base
         last = len(known) - 1
-        return (known[last] * self.time_base if known else -1 / self.fps) + (index - last) / self.fps
+        return (known[last] * self.time_base if known else -1 / self.fps) + (
+            index - last
+        ) / self.fps
 
     def spec(self, pix_fmt: PixelFormat = PixelFormat.BGR24) -> StreamSpec:
         """The stream of decoded frames in `pix_fmt`."""

@@ -93,13 +93,12 @@ class Encoder(UsesFFmpeg):
         self._role = f"ffmpeg-encode:{label}" if label else "ffmpeg-encode"
 
     def __enter__(self) -> Encoder:
-        spec, s = self.spec, self.settings
         # The stream's times count from its first frame; -itsoffset puts that frame back at
         # its time (a stream's own start is what ffmpeg takes off every input).
         self._first = _microseconds(self._times(0))
         args = ["-y", "-itsoffset", f"{self._first}us", "-f", "matroska", "-i", "-"]
         args += _audio_args(self.audio_from, self.audio_codec)
-        args += ["-fps_mode", "passthrough", *h264_output_args(s, self._out.partial)]
+        args += ["-fps_mode", "passthrough", *h264_output_args(self.settings, self._out.partial)]
         self._proc = FFmpegProcess(args, role=self._role, stdin=True, stdout=False)
         return self
 
