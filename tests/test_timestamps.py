@@ -83,6 +83,21 @@ def late_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def trimmed_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cut without re-encoding 0.5 s in, between keyframes: an edit list hides the packets
+    before 0.5 s (they decode, but are not shown)."""
+    folder = tmp_path_factory.mktemp("trimmed")
+    whole, out = folder / "whole.mp4", folder / "trimmed.mp4"
+    _ffmpeg(
+        *("-f", "lavfi", "-i", _VIDEO, "-f", "lavfi", "-i", "sine=duration=1.6"),
+        *_X264,
+        *("-c:a", "aac", whole),
+    )
+    _ffmpeg("-ss", "0.5", "-i", whole, "-c", "copy", out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def vfr_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 frames: the first 20 are 0.08 s apart, the rest 0.12 s; audio from 0."""
     out = tmp_path_factory.mktemp("vfr") / "vfr.mp4"
@@ -107,7 +122,7 @@ def _check_in_sync(clip: Path, out: Path, outputs: list[str]) -> None:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("clip", ["late_video", "late_audio", "vfr_video"])
+@pytest.mark.parametrize("clip", ["late_video", "late_audio", "vfr_video", "trimmed_video"])
 def test_frames_keep_their_presentation_times(clip, layout, tmp_path, request) -> None:
     source: Path = request.getfixturevalue(clip)
     out = tmp_path / "out"
@@ -123,6 +138,18 @@ def test_pieces_joined_keep_their_presentation_times(clip, tmp_path, request) ->
     out = tmp_path / "out"
     run(source, RunOptions(out_dir=out, layout="serial", segment_frames=10, save_every=1000))
     _check_in_sync(source, out, ["compressed.mp4", "rendered.mp4"])
+
+
+@pytest.mark.timeout(120)
+def test_frames_an_edit_list_hides_are_not_frames(trimmed_video, tmp_path) -> None:
+    """The hidden packets are neither counted nor shown: segments cut where serial does."""
+    options = {"workers": 3, "save_every": 1000}
+    serial = run(trimmed_video, RunOptions(out_dir=tmp_path / "a", layout="serial", **options))
+    pieces = run(trimmed_video, RunOptions(out_dir=tmp_path / "b", layout="segments", **options))
+    shown = len(_times(trimmed_video, "v"))
+    for name, task in serial.tasks.items():
+        assert task.frames == pieces.tasks[name].frames == shown
+        assert pieces.tasks[name].frame_digest == task.frame_digest, name
 
 
 @pytest.mark.timeout(120)

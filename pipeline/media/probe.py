@@ -146,19 +146,25 @@ class _PacketTiming:
     unit: Fraction = Fraction(1)
 
 
-def _is_key(row: list[str]) -> bool:
+_KEY, _DISCARD = 1, 4  # AV_PKT_FLAG_KEY, AV_PKT_FLAG_DISCARD
+
+
+def _flags(row: list[str]) -> int:
     # framecrc prints "F=0x.." only for packets whose flags are not plain "keyframe"
     flags = next((f.strip()[2:] for f in row[6:] if f.strip().startswith("F=")), None)
-    return flags is None or bool(int(flags, 16) & 1)
+    return _KEY if flags is None else int(flags, 16)
 
 
 def _packet_timing(crc: str) -> _PacketTiming:
     """Frame-rate evidence from the framecrc output of a stream copy."""
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", crc, re.MULTILINE)
+    # Packets an edit list hides (flagged "discard", before the edit's start) decode to no
+    # frame: they are neither counted nor given a place among the frames.
     rows = [
-        line.split(",")
+        row
         for line in crc.splitlines()
         if line and not line.startswith("#") and line.count(",") >= 4
+        if not _flags(row := line.split(",")) & _DISCARD
     ]
     if tb is None or not rows:
         return _PacketTiming(len(rows), None, None)
@@ -172,7 +178,7 @@ def _packet_timing(crc: str) -> _PacketTiming:
     pts_rate = (len(pts) - 1) / span if span > 0 else None
     order = {value: index for index, value in enumerate(pts)}
     keyframes = tuple(
-        sorted((order[int(row[2])], int(row[2]) * unit) for row in rows if _is_key(row))
+        sorted((order[int(row[2])], int(row[2]) * unit) for row in rows if _flags(row) & _KEY)
     )
     # ffmpeg prints a missing timestamp as the most negative int64; repeated ones cannot be
     # shown one after the other either: such a stream is retimed at its frame rate.
