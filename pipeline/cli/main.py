@@ -2,7 +2,8 @@
 `check-stage`, `workloads`.
 
 Exit codes: 0 success; 2 bad input or usage (one `error: ...` line, no traceback); 1 processing
-failed; 130 Ctrl-C; 143 SIGTERM. `--debug` adds the traceback for failures.
+failed; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP (the terminal closed, handled as SIGTERM).
+`--debug` adds the traceback for failures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(COMMANDS).parse_args(argv)
     interrupt_on(signal.SIGTERM)
+    interrupt_on(signal.SIGHUP)  # a closed terminal: the same clean shutdown
     try:
         code: int = args.func(args)
         return code

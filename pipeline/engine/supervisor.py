@@ -128,7 +128,8 @@ def _worker_main(
     if own_group:
         os.setpgid(0, 0)
     ffmpeg.share_process_group()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
+    for sig in (signal.SIGINT, signal.SIGHUP):  # the parent handles a terminal's and tells us
+        signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while it started
     interrupt_on(signal.SIGTERM)
     die_with_parent()

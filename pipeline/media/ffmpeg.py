@@ -10,12 +10,18 @@ By default each child gets its own process group, so a Ctrl-C typed in the termi
 code, which shuts ffmpeg down in order, rather than killing ffmpeg behind our back. Worker
 processes that lead a process group of their own call `share_process_group()`, so that the
 supervisor can end a worker and its ffmpeg children in one `killpg`.
+
+Every child also dies with the thread of ours that started it (Linux's parent-death signal,
+SIGKILL): an ffmpeg in a group of its own would otherwise outlive a `kill -9` of the run, or a
+stage's `os._exit`, and go on writing a file in the output folder that a later run reuses.
+Each child is started, and waited for, by a thread that outlives it.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import fcntl
 import functools
 import math
@@ -55,6 +61,21 @@ _SAMPLE_SECONDS = 0.1  # how often a child's peak memory is read while it runs
 _registry_lock = threading.Lock()
 _live: set[FFmpegProcess] = set()
 _own_group = True
+_PR_SET_PDEATHSIG = 1
+try:
+    # Looked up once, here: a child between fork and exec should call nothing that loads.
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: no parent-death signal
+    _prctl = None
+
+
+def _dying_with(parent: int) -> None:
+    """In the child, before exec: die (SIGKILL) when the thread that started it ends; at once
+    if the parent has already gone."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @functools.cache
@@ -115,6 +136,7 @@ def run_ffmpeg(args: list[str], timeout: float = 600) -> subprocess.CompletedPro
         timeout=timeout,
         check=False,
         process_group=0 if _own_group else None,
+        preexec_fn=functools.partial(_dying_with, os.getpid()),
     )
 
 
@@ -179,6 +201,7 @@ class FFmpegProcess:
             stderr=subprocess.PIPE,
             bufsize=0,
             process_group=0 if _own_group else None,
+            preexec_fn=functools.partial(_dying_with, os.getpid()),
         )
         self.pid = self._proc.pid
         with _registry_lock:

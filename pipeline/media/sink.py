@@ -39,6 +39,9 @@ class PartialOutput:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.partial = partial_path(path)
+        # A new file, never the old one's inode: an ffmpeg of a killed run that still held it
+        # would go on writing into what this run renames into place.
+        self.partial.unlink(missing_ok=True)
         self.settled = False  # promoted or discarded
 
     def promote(self, proc: FFmpegProcess, doing: str) -> None:
@@ -216,6 +219,8 @@ def join_pieces(
     """
     listing = pieces[0].parent / "join.txt"
     partial = partial_path(path)
+    for stale in (listing, partial):  # new files, never those a killed run's join may hold
+        stale.unlink(missing_ok=True)
     listing.write_text(_concat_list(pieces, listing.parent, list(starts)))
     # The concat demuxer starts the first piece at 0: -itsoffset puts it back at its time.
     offset = ["-itsoffset", f"{_microseconds(starts[0])}us"] if starts else []
