@@ -32,6 +32,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import IO
 
@@ -62,6 +63,7 @@ _registry_lock = threading.Lock()
 _live: set[FFmpegProcess] = set()
 _own_group = True
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:
     # Looked up once, here: a child between fork and exec should call nothing that loads.
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
