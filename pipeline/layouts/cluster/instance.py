@@ -67,7 +67,8 @@ def session_root() -> Path:
     longest = _SOCKET_PATH_MAX - overhead
     raise ConfigError(
         f"the temporary directory {temp} (TMPDIR) is too long for Ray's sockets and "
-        f"{SHORT_TEMP} is not usable: set TMPDIR to a writable folder of at most {longest} characters"
+        f"{SHORT_TEMP} is not usable: set TMPDIR to a writable folder of at most "
+        f"{longest} characters"
     )
 
 
