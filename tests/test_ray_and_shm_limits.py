@@ -3,16 +3,23 @@ user can write, a long TMPDIR, and /dev/shm full or read-only (issue 23: D13, D1
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
+import re
+import shlex
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import ROOT
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -141,3 +148,53 @@ def test_a_tmpdir_too_long_with_no_short_folder_is_one_line(monkeypatch, tmp_pat
     assert f"the temporary directory {long_temp} (TMPDIR) is too long" in message
     assert "set TMPDIR to a writable folder of at most" in message
     assert "\n" not in message
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -m` (root) for a private /dev/shm")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mount", ["size=16k", "size=150k", "ro"])
+def test_shared_memory_too_small_or_read_only_is_one_line(cli, tiny_clip, tmp_path, mount) -> None:
+    """D22: a private /dev/shm, full or read-only: one line naming it, what it has and needs,
+    and the way out; exit 2 (the machine's limit, found before any frame is processed)."""
+    run = [sys.executable, "-m", "pipeline", "run", str(tiny_clip), "--out", str(tmp_path / "o")]
+    run += ["--layout", "pool", "--tasks", "render", "--transport", "shm", "--no-progress"]
+    script = f"mount -t tmpfs -o {mount} tmpfs /dev/shm && exec {shlex.join(run)}"
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=cli.env(),
+        cwd=ROOT,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: shared memory (/dev/shm) cannot hold a frame ring"), lines
+    assert re.search(r"\d+ KiB free, \d+ KiB needed; .* use --transport pickle$", lines[0])
+    assert not (tmp_path / "o" / "rendered.mp4").exists()
+
+
+def test_a_segment_that_cannot_be_reserved_is_one_line(monkeypatch) -> None:
+    """D22 in-process: pages that cannot be reserved (ENOSPC) fail at creation, not SIGBUS."""
+    from pipeline.engine import shm
+    from pipeline.errors import ConfigError
+    from pipeline.stages.base import StreamSpec
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    name = f"vidpipe-test{os.getpid()}-reserve-in"
+    with pytest.raises(
+        ConfigError, match=r"\(No space left on device\): .* use --transport pickle"
+    ):
+        shm.SharedFrameRing.create(name, StreamSpec(width=16, height=16, fps=Fraction(25)), 2)
+    assert not Path("/dev/shm", name).exists()
