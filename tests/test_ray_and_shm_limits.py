@@ -198,3 +198,24 @@ def test_a_segment_that_cannot_be_reserved_is_one_line(monkeypatch) -> None:
     ):
         shm.SharedFrameRing.create(name, StreamSpec(width=16, height=16, fps=Fraction(25)), 2)
     assert not Path("/dev/shm", name).exists()
+
+
+def test_the_session_folder_goes_when_ray_does_not_start(monkeypatch) -> None:
+    """D14's neighbour: a local instance that fails to start leaves no folder behind."""
+    import contextlib
+
+    from pipeline.errors import PipelineError
+    from pipeline.layouts.cluster import instance
+
+    made: list[Path] = []
+
+    @contextlib.contextmanager
+    def failing(root: Path, cpus: int):  # type: ignore[no-untyped-def]
+        made.append(root)
+        raise PipelineError("could not start a local Ray instance (test)")
+        yield ""
+
+    monkeypatch.setattr(instance, "_head_node", failing)
+    with pytest.raises(PipelineError), instance._local_instance(1):
+        pass
+    assert made and not made[0].exists()

@@ -124,9 +124,21 @@ def _local_instance(cpus: int) -> Iterator[str]:
     Started with `ray start --block` in a session of its own, not with `ray.init()`: a
     terminal's Ctrl-C or a SIGTERM to our process group then reaches only this process, which
     stops Ray in order, and the node dies with us if we are killed (PR_SET_PDEATHSIG). It
-    authenticates with the driver's token, and keeps its files in a folder removed after.
+    authenticates with the driver's token, and keeps its files in a folder removed after,
+    whatever happens from the moment it is made.
     """
     root = session_root()
+    try:
+        with _head_node(root, cpus) as address:
+            yield address
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        sweep_workdirs()  # the node's workers are gone now
+
+
+@contextlib.contextmanager
+def _head_node(root: Path, cpus: int) -> Iterator[str]:
+    """`ray start --block` with its files in `root`; yield its address; stop it after."""
     temp = root / _RAY_FOLDER
     port = _free_port()
     env = dict(os.environ)  # with the token `_authenticate` chose
@@ -161,8 +173,6 @@ def _local_instance(cpus: int) -> Iterator[str]:
             head.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)  # whatever of the node is left
-        shutil.rmtree(root, ignore_errors=True)
-        sweep_workdirs()  # the node's workers are gone now
 
 
 def _listening(port: int) -> bool:
