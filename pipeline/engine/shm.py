@@ -11,14 +11,19 @@ killed owner could not (`sweep`).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..stages.base import StreamSpec
 
-__all__ = ["SharedFrameRing", "ring_name", "sweep"]
+__all__ = ["SHM_FOLDER", "SharedFrameRing", "ring_name", "sweep"]
+
+#: Where Linux keeps POSIX shared memory (a tmpfs).
+SHM_FOLDER = "/dev/shm"
 
 
 def ring_name(run_id: str, task: str, side: str) -> str:
@@ -47,9 +52,27 @@ class SharedFrameRing:
 
     @classmethod
     def create(cls, name: str, spec: StreamSpec, slots: int) -> SharedFrameRing:
-        """Create (and own) a ring; a stale segment of the same name is replaced."""
+        """Create (and own) a ring; a stale segment of the same name is replaced.
+
+        The segment's pages are reserved at once, so that shared memory too small for it fails
+        here, with `ConfigError` naming /dev/shm, its free space and the ring's size, rather than
+        later with SIGBUS in whichever process first touches a page that does not fit.
+        """
         sweep([name])
-        shm = shared_memory.SharedMemory(name=name, create=True, size=spec.frame_bytes * slots)
+        size = spec.frame_bytes * slots
+        if _free_bytes() < size:
+            raise _no_room(size, None)
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+        except OSError as exc:
+            raise _no_room(size, exc) from exc
+        try:
+            if hasattr(os, "posix_fallocate"):  # Linux; macOS has no /dev/shm to fill
+                os.posix_fallocate(shm._fd, 0, size)  # type: ignore[attr-defined]
+        except OSError as exc:
+            shm.close()
+            shm.unlink()
+            raise _no_room(size, exc) from exc
         return cls(shm, spec, slots, owner=True)
 
     @classmethod
@@ -69,6 +92,24 @@ class SharedFrameRing:
             self.owner = False
             with contextlib.suppress(FileNotFoundError):
                 self._shm.unlink()
+
+
+def _free_bytes() -> int:
+    """Free bytes in /dev/shm (unlimited where there is none to ask)."""
+    try:
+        st = os.statvfs(SHM_FOLDER)
+    except OSError:
+        return sys.maxsize
+    return st.f_bavail * st.f_frsize
+
+
+def _no_room(size: int, exc: OSError | None) -> ConfigError:
+    """The one-line error for shared memory that cannot hold a ring: the machine's limit."""
+    why = f" ({exc.strerror or type(exc).__name__})" if exc is not None else ""
+    return ConfigError(
+        f"shared memory ({SHM_FOLDER}) cannot hold a frame ring{why}: {_free_bytes() >> 10} KiB "
+        f"free, {-(-size >> 10)} KiB needed; free space there or use --transport pickle"
+    )
 
 
 def _open(name: str) -> shared_memory.SharedMemory:

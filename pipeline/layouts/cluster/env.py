@@ -28,10 +28,16 @@ def prepare_environment(*, local: bool) -> None:
     token file when there are any, else a fresh token for this process. Joining a cluster, the
     user's settings are left as they are: they must match the cluster's (`RAY_AUTH_MODE`,
     `RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`).
+
+    A `local` node and its driver and workers listen on 127.0.0.1 only: Ray replaces a
+    `--node-ip-address` of 127.0.0.1 with the machine's address, and so listens on every
+    interface, unless clusters are off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the default on
+    macOS and Windows; on Linux too, it only refuses other nodes, which a private one has none of).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not local:
         return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     default_file = Path.home() / ".ray" / "auth_token"
     if not ({"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & os.environ.keys() or default_file.exists()):

@@ -17,10 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...engine.supervisor import die_with_parent
-from ...errors import Interrupted, PipelineError
+from ...errors import ConfigError, Interrupted, PipelineError
 from .remote import sweep_workdirs
 
-__all__ = ["OBJECT_STORE_BYTES", "START_TIMEOUT", "STOP_TIMEOUT", "Signals", "connected"]
+__all__ = [
+    "OBJECT_STORE_BYTES",
+    "SESSION_PREFIX",
+    "SHORT_TEMP",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "Signals",
+    "connected",
+    "session_root",
+]
 
 #: The local instance's object store: enough for the cuts and pieces in flight; Ray spills to
 #: disk beyond it.
@@ -28,6 +37,39 @@ OBJECT_STORE_BYTES = 512 << 20
 #: Seconds to wait for a local instance to start, and to stop.
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0
+#: The local instance's folder, in the temporary directory (or /tmp, see `session_root`).
+SESSION_PREFIX = "vidpipe-ray-"
+#: An AF_UNIX socket's path has at most 107 bytes (Linux; 103 on macOS).
+_SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
+#: The longest path Ray makes below its folder, a socket: `/session_<date>_<time>_<microseconds>
+#: _<pid>/sockets/plasma_store`, with a pid of up to 7 digits.
+_RAY_SOCKET_TAIL = len("/session_2026-12-02_11-01-34_421098_1234567/sockets/plasma_store")
+#: Ray's folder inside ours: `<base>/vidpipe-ray-XXXXXXXX/r`.
+_RAY_FOLDER = "r"
+#: Where the folder goes when the temporary directory's path is too long.
+SHORT_TEMP = "/tmp"
+
+
+def session_root() -> Path:
+    """Make a new folder of ours (0700) for the local instance: Ray's folder goes inside it.
+
+    Ray makes its folder and those below it writable by everyone (0777, no sticky bit); inside
+    ours no other user can reach them. It is made in the temporary directory, or in /tmp when
+    the temporary directory's path is too long for the sockets Ray makes below it. `ConfigError`
+    when neither will do: the message names TMPDIR and what to do.
+    """
+    overhead = len(SESSION_PREFIX) + len("XXXXXXXX") + 2 + len(_RAY_FOLDER) + _RAY_SOCKET_TAIL
+    temp = tempfile.gettempdir()
+    for base in dict.fromkeys((temp, SHORT_TEMP)):
+        if len(os.fsencode(base)) + overhead <= _SOCKET_PATH_MAX:
+            with contextlib.suppress(OSError):
+                return Path(tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=base))
+    longest = _SOCKET_PATH_MAX - overhead
+    raise ConfigError(
+        f"the temporary directory {temp} (TMPDIR) is too long for Ray's sockets and "
+        f"{SHORT_TEMP} is not usable: set TMPDIR to a writable folder of at most "
+        f"{longest} characters"
+    )
 
 
 class Signals:
@@ -82,15 +124,28 @@ def _local_instance(cpus: int) -> Iterator[str]:
     Started with `ray start --block` in a session of its own, not with `ray.init()`: a
     terminal's Ctrl-C or a SIGTERM to our process group then reaches only this process, which
     stops Ray in order, and the node dies with us if we are killed (PR_SET_PDEATHSIG). It
-    authenticates with the driver's token, and keeps its files in a folder removed after.
+    authenticates with the driver's token, and keeps its files in a folder removed after,
+    whatever happens from the moment it is made.
     """
-    temp = tempfile.mkdtemp(prefix="vidpipe-ray-session-")
+    root = session_root()
+    try:
+        with _head_node(root, cpus) as address:
+            yield address
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        sweep_workdirs()  # the node's workers are gone now
+
+
+@contextlib.contextmanager
+def _head_node(root: Path, cpus: int) -> Iterator[str]:
+    """`ray start --block` with its files in `root`; yield its address; stop it after."""
+    temp = root / _RAY_FOLDER
     port = _free_port()
     env = dict(os.environ)  # with the token `_authenticate` chose
     args = ["start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1"]
     args += ["--num-cpus", str(cpus), "--object-store-memory", str(OBJECT_STORE_BYTES)]
-    args += ["--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
-    log = Path(temp) / "ray-start.log"
+    args += ["--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp)]
+    log = root / "ray-start.log"
     with log.open("wb") as out:
         head = subprocess.Popen(
             [sys.executable, "-m", "ray.scripts.scripts", *args],
@@ -118,8 +173,6 @@ def _local_instance(cpus: int) -> Iterator[str]:
             head.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)  # whatever of the node is left
-        shutil.rmtree(temp, ignore_errors=True)
-        sweep_workdirs()  # the node's workers are gone now
 
 
 def _listening(port: int) -> bool:
