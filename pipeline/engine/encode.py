@@ -14,6 +14,7 @@ from ..errors import Interrupted, MediaError
 from ..media.sink import Encoder
 from ..media.source import Decoder, Reading
 from ..media.transcode import Transcoder
+from ..plan.identity import input_changed
 from ..plan.pieces import Segment
 from ..report.results import Phase
 from .digest import FrameDigest
@@ -49,8 +50,12 @@ def _open(
 ) -> tuple[Decoder, Encoder | Transcoder]:
     """Start the source and the sink of one range: a decoder and an encoder, or, for a task no
     stage changes, one ffmpeg that decodes and encodes (and shows us the frames). Audio is
-    muxed only when the whole video goes straight to the task's output."""
+    muxed only when the whole video goes straight to the task's output. `InputError` when the
+    input was removed or replaced since the job started: its frames would be another job's."""
     task, media = run.task, run.media
+    changed = input_changed(task.name, media.path, run.job)
+    if changed is not None:
+        raise changed
     keep_audio = task.keep_audio and segment is None
     reading = Reading(
         ring=mapper.window + 2,
