@@ -200,3 +200,54 @@ def test_an_input_deleted_mid_run_is_an_input_error(layout, cli, make_clip, tmp_
     stderr = _one_line_error(done)
     assert str(clip) in stderr and "task 'compress'" in stderr
     assert not (out / "compressed.mp4").exists() and not list(out.rglob("*.part"))
+
+
+@pytest.mark.timeout(180)
+def test_resume_refuses_a_layout_files_stage_whose_code_was_edited(cli, make_clip, tmp_path):  # type: ignore[no-untyped-def]
+    clip, out, code = make_clip("identity.mp4", **CLIP), tmp_path / "out", tmp_path / "add.py"
+    code.write_text(ADD.format(n=10))
+    layout = tmp_path / "lay.toml"
+    layout.write_text(f'tasks = "serial"\n[task.compress]\nstages = ["{code}:add"]\n')
+    args = ("run", clip, "--out", out, "--layout", layout, *JOB)
+    _fail_then(cli, *args)
+    code.write_text(ADD.format(n=60))
+    stderr = _one_line_error(cli.run(*args, "--resume"))
+    assert "add.py was edited" in stderr and "without --resume" in stderr
+
+
+REPLACE = (
+    "import os\n\n\ndef touch(frame, index, path=''):\n"
+    "    if index == 12:\n        os.utime(path, ns=(0, 0))\n    return frame\n"
+)
+
+
+@pytest.mark.timeout(120)
+def test_an_input_replaced_mid_run_is_refused_before_its_next_piece(cli, make_clip, tmp_path):  # type: ignore[no-untyped-def]
+    clip = tmp_path / "in.mp4"
+    shutil.copy(make_clip("identity.mp4", **CLIP), clip)
+    stage, out = tmp_path / "touch.py", tmp_path / "out"
+    stage.write_text(REPLACE)
+    done = cli.run(
+        "run", clip, "--out", out, "--layout", "serial", *JOB,
+        "--stage", f'compress:{stage}:touch:path="{clip}"',
+    )  # fmt: skip
+    stderr = _one_line_error(done)
+    assert f"task 'compress': the input {clip} was replaced during the run" in stderr
+    assert not (out / "compressed.mp4").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("layout", ["serial", "segments"])
+def test_an_input_deleted_before_the_join_is_an_input_error(layout, cli, make_clip, tmp_path):  # type: ignore[no-untyped-def]
+    """The join takes the audio from the input: gone by then, it is the input's fault."""
+    clip = tmp_path / "del_in.mp4"
+    shutil.copy(make_clip("identity.mp4", **CLIP), clip)
+    stage, out = tmp_path / "rm.py", tmp_path / "out"
+    stage.write_text(DELETE.replace("index == 12", "index == 35"))
+    done = cli.run(
+        "run", clip, "--out", out, "--layout", layout, "--workers", "2", *JOB,
+        "--stage", f'compress:{stage}:gone:path="{clip}"',
+    )  # fmt: skip
+    stderr = _one_line_error(done)
+    assert f"task 'compress': the input {clip} was removed during the run" in stderr
+    assert not (out / "compressed.mp4").exists() and not list(out.rglob("*.part"))

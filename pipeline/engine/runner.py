@@ -57,6 +57,9 @@ def _mapped(run: TaskRun, helpers: Helpers, outputs: list[Path]) -> Iterator[Fra
     they were complete: the task failed all the same). A file that was there before, and that
     this run did not replace (the user's, under `--force`), stays."""
     task = run.task
+    gone = input_changed(task.name, run.media.path, run.job)
+    if gone is not None:
+        raise gone  # before the stages' workers start: none is stopped while it starts
     before = {path: stamp_of(path) for path in outputs}
     try:
         with run.mapper(task.name, task.stages, task.input_spec(run.media)) as mapper:
