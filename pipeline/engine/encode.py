@@ -14,6 +14,7 @@ from ..errors import Interrupted, MediaError
 from ..media.sink import Encoder
 from ..media.source import Decoder, Reading
 from ..media.transcode import Transcoder
+from ..plan.identity import input_changed
 from ..plan.pieces import Segment
 from ..report.results import Phase
 from .digest import FrameDigest
@@ -50,8 +51,13 @@ def _open(
     """Start the source and the sink of one range: a decoder and an encoder, or, for a task no
     stage changes, one ffmpeg that decodes and encodes (and shows us the frames). Audio is
     muxed only when the whole video goes straight to the task's output. Either way each frame
-    is encoded at its presentation time in the input (`MediaInfo.frame_time`)."""
+    is encoded at its presentation time in the input (`MediaInfo.frame_time`). `InputError`
+    when the input was removed or replaced since the job started: its frames would be another
+    job's."""
     task, media = run.task, run.media
+    changed = input_changed(task.name, media.path, run.job)
+    if changed is not None:
+        raise changed
     keep_audio = task.keep_audio and segment is None
     first = segment.first_frame if segment else 0
     reading = Reading(

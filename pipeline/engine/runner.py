@@ -20,10 +20,10 @@ from pathlib import Path
 from ..errors import Interrupted, MediaError, StageError
 from ..media.sink import join_pieces
 from ..plan.checkpoints import checkpoint_state, thumbnails_in
+from ..plan.identity import input_changed
 from ..plan.manifest import stamp_of
 from ..plan.outdir import atomic_write_bytes
 from ..plan.pieces import Pieces, Segment, cut_segments, digests_path, piece_frames, read_digests
-from ..plan.tasks import Task
 from ..report.results import CpuBreakdown, Phase, TaskResult
 from .digest import FrameDigest
 from .encode import encode
@@ -36,10 +36,15 @@ from .taskrun import TaskRun
 __all__ = ["TaskRun", "run_segment", "run_task"]
 
 
-def _named(task: Task, helpers: Helpers, exc: BaseException) -> BaseException:
-    """The error to raise for a media failure: named after the task, or the interruption."""
+def _named(run: TaskRun, helpers: Helpers, exc: BaseException) -> BaseException:
+    """The error to raise for a media failure: named after the task, the interruption, or the
+    input's fault when it was removed or replaced during the run."""
+    task = run.task
     if helpers.cancelled.is_set():
         return Interrupted()  # ffmpeg was killed to stop us: not its failure
+    gone = input_changed(task.name, run.media.path, run.job)
+    if gone is not None:
+        return gone
     named = MediaError(f"task '{task.name}': {exc}")
     named.stderr_tail = getattr(exc, "stderr_tail", "")
     return named
@@ -52,12 +57,15 @@ def _mapped(run: TaskRun, helpers: Helpers, outputs: list[Path]) -> Iterator[Fra
     they were complete: the task failed all the same). A file that was there before, and that
     this run did not replace (the user's, under `--force`), stays."""
     task = run.task
+    gone = input_changed(task.name, run.media.path, run.job)
+    if gone is not None:
+        raise gone  # before the stages' workers start: none is stopped while it starts
     before = {path: stamp_of(path) for path in outputs}
     try:
         with run.mapper(task.name, task.stages, task.input_spec(run.media)) as mapper:
             yield mapper
     except (MediaError, BrokenPipeError) as exc:
-        raise _named(task, helpers, exc) from exc
+        raise _named(run, helpers, exc) from exc
     except StageError:
         for path, stamp in before.items():
             if stamp_of(path) != stamp:
@@ -125,7 +133,7 @@ def _checkpointer(
     def checkpoint(result: TaskResult | None = None) -> None:
         state = checkpoint_state(
             run.task,
-            run.media,
+            run.job,
             frames=tally.frames,
             thumbnails=tally.thumbs,
             latest=tally.latest,

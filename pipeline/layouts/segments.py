@@ -24,8 +24,10 @@ from ..engine.framemap import InlineMapper
 from ..engine.helpers import ThreadSaver
 from ..engine.saves import write_checkpoint
 from ..engine.supervisor import Supervisor
+from ..errors import MediaError
 from ..media.sink import join_pieces
 from ..plan.checkpoints import checkpoint_state, thumbnails_in
+from ..plan.identity import input_changed
 from ..plan.outdir import thumbnail_name
 from ..plan.pieces import Pieces, Segment, piece_frames, read_digests
 from ..plan.planner import RunPlan
@@ -81,7 +83,7 @@ def segments_checkpoint(
     ]
     return checkpoint_state(
         task,
-        plan.media,
+        plan.jobs[task.name],
         frames=sum(piece_frames(s) for s in finished),
         thumbnails=len(thumbs),
         latest=thumbnail_name(max(thumbs)) if thumbs else None,
@@ -109,14 +111,17 @@ def join_segments(
     """The task's result, once all its pieces are finished: they are joined, with the audio."""
     segments = pieces.segments
     output = plan.out_dir / task.output
-    stats = join_pieces(
-        [s.piece for s in segments],
-        output,
-        starts=[plan.media.frame_time(s.first_frame) for s in segments],
-        audio_from=Path(plan.media.path) if task.keep_audio else None,
-        audio_codec=plan.media.audio_codec,
-        label=task.name,
-    )
+    try:
+        stats = join_pieces(
+            [s.piece for s in segments],
+            output,
+            starts=[plan.media.frame_time(s.first_frame) for s in segments],
+            audio_from=Path(plan.media.path) if task.keep_audio else None,
+            audio_codec=plan.media.audio_codec,
+            label=task.name,
+        )
+    except MediaError as exc:  # the audio comes from the input: the user's, if it is gone
+        raise input_changed(task.name, plan.media.path, plan.source) or exc from exc
     ran = [done[s.number] for s in segments if s.number in done]  # by this run, not resumed
     frames = [piece_frames(s) for s in segments]
     save_every = plan.options.save_every

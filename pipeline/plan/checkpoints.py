@@ -2,16 +2,16 @@
 
 A checkpoint (`DIR/<task>.checkpoint.json`, written atomically) says how far a task got: frames
 done, thumbnails, and, for a task encoded in pieces, its segment plan and which pieces are
-finished. It also names the job it belongs to (the input's identity and the task's settings), so
-that `--resume` never continues a different job's work. A finished task's checkpoint carries its
-result, so that resuming a run whose other task failed does not redo it.
+finished. It also names the job it belongs to (`pipeline.plan.identity`: the input, the stages
+and their code, the encoder), so that `--resume` never continues a different job's work. A
+finished task's checkpoint carries its result, so that resuming a run whose other task failed
+does not redo it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..media.probe import MediaInfo
 from ..report.results import TaskResult
+from .identity import changed
+from .manifest import Manifest, stamp_of
 from .outdir import OutDir, read_regular
 from .pieces import Pieces, Segment, cut_segments, digests_path
 from .tasks import Task
@@ -27,25 +29,10 @@ from .tasks import Task
 __all__ = [
     "Previous",
     "checkpoint_state",
-    "job_key",
     "load_previous",
     "read_state",
     "thumbnails_in",
 ]
-
-
-def job_key(task: Task, media: MediaInfo) -> dict[str, Any]:
-    """What makes two runs of a task the same job: the same input file, stages and encoder."""
-    stat = os.stat(media.path)
-    return {
-        "input": str(Path(media.path).resolve()),
-        "input_bytes": stat.st_size,
-        "input_mtime_ns": stat.st_mtime_ns,
-        "stages": [stage.describe() for stage in task.stages],
-        "encoder": [task.encoder.preset, task.encoder.crf],
-        "output": task.output,
-        "frame_digest": "xxh3_128",  # pieces' digests of another kind cannot be combined
-    }
 
 
 def thumbnails_in(first: int, frames: int, every: int) -> list[int]:
@@ -56,7 +43,7 @@ def thumbnails_in(first: int, frames: int, every: int) -> list[int]:
 
 def checkpoint_state(
     task: Task,
-    media: MediaInfo,
+    job: dict[str, Any],
     *,
     frames: int,
     thumbnails: int,
@@ -64,14 +51,15 @@ def checkpoint_state(
     pieces: Pieces | None = None,
     result: TaskResult | None = None,
 ) -> dict[str, Any]:
-    """What a task's checkpoint holds. With `result`, the task is complete.
+    """What a task's checkpoint holds: `job` is the job's identity (`RunPlan.jobs`). With
+    `result`, the task is complete.
 
     The thumbnails are summed up, not listed: a checkpoint's size stays the same however long
     the video, and so does the cost of writing it.
     """
     state: dict[str, Any] = {
         "task": task.name,
-        "job": job_key(task, media),
+        "job": job,
         "frames_done": frames,
         "complete": result is not None,
         "output": task.output if result is not None else None,
@@ -135,24 +123,42 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return state  # type: ignore[no-any-return]
 
 
-def load_previous(task: Task, media: MediaInfo, out_dir: Path) -> Previous | None:
-    """What `--resume` can reuse of `task` in `out_dir`; None when there is nothing.
+def _still_vidpipes(out: OutDir, path: Path) -> bool:
+    """Whether `path` is as vidpipe wrote it, by its manifest: a file the user put in its
+    place is not."""
+    try:
+        manifest = Manifest.load(out.manifest)
+    except ConfigError:
+        return False  # the run that takes the folder says why
+    rel, stamp = out.relative(path), stamp_of(path)
+    pending = manifest.pending  # a killed run's claim: its outputs are settled when it is taken
+    if stamp is None or not path.is_file():
+        return False
+    return manifest.files.get(rel) == stamp or (pending is not None and pending.covers(rel, stamp))
 
-    A finished task is reused when its output is still there; otherwise its finished pieces
-    are, with the segment plan they were cut by. Raises `ConfigError` when the checkpoint is
-    another job's (different input or settings): continuing would mix two jobs' frames, or
-    when it cannot be read.
+
+def load_previous(
+    task: Task, job: dict[str, Any], media: MediaInfo, out_dir: Path
+) -> Previous | None:
+    """What `--resume` can reuse of `task`, of the job `job`, in `out_dir`; None when nothing.
+
+    A finished task is reused when its output is still the one vidpipe wrote; otherwise its
+    finished pieces are, with the segment plan they were cut by. Raises `ConfigError` when the
+    checkpoint is another job's (another input, stage code or settings): continuing would mix
+    two jobs' frames, or when it cannot be read.
     """
-    path = OutDir(out_dir).checkpoint(task.name)
+    out = OutDir(out_dir)
+    path = out.checkpoint(task.name)
     state = read_state(path)
     if state is None:
         return None
-    if state.get("job") != job_key(task, media):
+    why = changed(state.get("job"), job, task)
+    if why is not None:
         raise ConfigError(
-            f"--resume: {path} belongs to another job (the input or the task's settings "
-            "changed); run without --resume to start over"
+            f"--resume: {path} belongs to another job ({why}); run without --resume to start over"
         )
-    if state.get("complete") and (out_dir / task.output).is_file() and "result" in state:
+    finished = state.get("complete") and "result" in state
+    if finished and _still_vidpipes(out, out.output(task.output)):
         result = TaskResult.from_dict(task.name, state["result"])
         return Previous(result=dataclasses.replace(result, resumed_frames=result.frames))
     if "segments" not in state:

@@ -12,6 +12,7 @@ import pickle
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config.options import RunOptions, apply_layout_file
 from ..config.settings import usable_cores
@@ -22,6 +23,7 @@ from ..layouts import check_layout, layout_info, sends_stages
 from ..media.probe import MediaInfo, probe
 from ..report.results import TaskResult
 from .checkpoints import load_previous
+from .identity import input_identity, job_key
 from .outdir import OutDir
 from .pieces import Pieces, piece_frames, plan_pieces, plan_segments
 from .tasks import Task, plan_tasks
@@ -35,7 +37,8 @@ class RunPlan:
 
     `pieces` says how each task's output is cut (and, resuming, which pieces are already
     done); `finished` holds the results of tasks an earlier run of the same job completed,
-    which this run does not repeat (`--resume`).
+    which this run does not repeat (`--resume`). `source` is the input's identity and `jobs`
+    each task's (`pipeline.plan.identity`), taken once, when planning: checkpoints record them.
     """
 
     media: MediaInfo
@@ -44,6 +47,8 @@ class RunPlan:
     pieces: dict[str, Pieces]
     finished: dict[str, TaskResult] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    source: dict[str, Any] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
@@ -73,7 +78,8 @@ class RunPlan:
     def with_tasks(self, *tasks: Task) -> RunPlan:
         """This plan with other tasks (such as ones with stages of your own), started afresh."""
         pieces = {t.name: _fresh_pieces(self.media, t, self.options) for t in tasks}
-        return dataclasses.replace(self, tasks=tasks, pieces=pieces, finished={})
+        jobs = {t.name: job_key(t, self.source) for t in tasks}
+        return dataclasses.replace(self, tasks=tasks, pieces=pieces, finished={}, jobs=jobs)
 
     @property
     def resumed_frames(self) -> int:
@@ -110,18 +116,21 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     check_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
     media = probe(source)
+    identity = input_identity(Path(media.path))
     tasks, pieces, finished = [], {}, {}
     planned = plan_tasks(options, media)
     if sends_stages(options):
         _check_sendable(planned, options)
+    jobs = {task.name: job_key(task, identity) for task in planned}
     for task in planned:
-        previous = load_previous(task, media, options.out_dir) if options.resume else None
+        job = jobs[task.name]
+        previous = load_previous(task, job, media, options.out_dir) if options.resume else None
         if previous and previous.result:
             finished[task.name] = previous.result
             continue
         tasks.append(task)
         pieces[task.name] = (previous and previous.pieces) or _fresh_pieces(media, task, options)
-    return RunPlan(media, tuple(tasks), options, pieces, finished)
+    return RunPlan(media, tuple(tasks), options, pieces, finished, source=identity, jobs=jobs)
 
 
 def _check_sendable(tasks: tuple[Task, ...], options: RunOptions) -> None:

@@ -30,7 +30,7 @@ from .files import FileModules
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FunctionStage", "PlainStage", "formats"]
+__all__ = ["FunctionStage", "PlainStage", "defined_by", "formats"]
 
 
 def formats(declared: object, where: str) -> frozenset[PixelFormat]:
@@ -129,3 +129,13 @@ def _rebuild_file_function(
 ) -> FunctionStage:
     """A `FunctionStage` around the function `qualname` of the stage file `source`."""
     return FunctionStage(FileModules.find(source, filename, qualname), options, frame_independent)
+
+
+def defined_by(stage: Stage) -> Any:
+    """The class or function whose code `stage` runs: the plain class or the function it wraps,
+    else its own class (what tells jobs apart when that code is edited, `--resume`)."""
+    if isinstance(stage, PlainStage):
+        return type(stage._plain)
+    if isinstance(stage, FunctionStage):
+        return stage._function
+    return type(stage)
