@@ -16,6 +16,8 @@ import pytest
 from conftest import ROOT, TINY, Cli, MakeClip
 
 LAYOUT_FILE = 'tasks = "serial"\n'
+PNG = b"\x89PNG\r\n\x1a\n"
+CHARTS = ("speedup.png", "timeline.png")
 
 
 def _env(cli: Cli) -> dict[str, str]:
@@ -103,15 +105,15 @@ def test_layouts_named_twice_or_not_at_all_are_refused(
 
 
 @pytest.mark.timeout(120)
-def test_compare_takes_an_input_whose_name_is_not_utf8(
-    cli: Cli, tiny_clip: Path, tmp_path: Path
-) -> None:
-    name = os.fsdecode(b"bad\xffname.mp4")
-    clip = tmp_path / name
+def test_compare_takes_names_that_are_not_utf8(cli: Cli, tiny_clip: Path, tmp_path: Path) -> None:
+    """The input's, a layout file's and --out's: all kept as their bytes, charts drawn."""
+    clip = tmp_path / os.fsdecode(b"bad\xffname.mp4")
     clip.write_bytes(tiny_clip.read_bytes())
-    out = tmp_path / "cmp"
+    layout = tmp_path / os.fsdecode(b"l\xffay.toml")
+    layout.write_text(LAYOUT_FILE)
+    out = tmp_path / os.fsdecode(b"c\xffmp")
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "compare", clip, "--layouts", "threads",
+        [sys.executable, "-m", "pipeline", "compare", clip, "--layouts", f"threads,{layout}",
          "--repeat", "1", "--out", out, "--tasks", "compress"],
         capture_output=True, env=_env(cli), timeout=110,
     )  # fmt: skip
@@ -119,7 +121,10 @@ def test_compare_takes_an_input_whose_name_is_not_utf8(
     assert b"bad\xffname.mp4" in done.stdout  # the table's title, as the name's bytes
     results = json.loads((out / "results.json").read_text())
     assert results["input"] == str(clip) and results["frames_match_serial"] is True
+    assert results["layouts"] == ["serial", "threads", str(layout)]
     assert (out / "results.md").read_bytes().startswith(b"# Layouts compared on `bad\xffname")
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["l_ay-1", "serial-1", "threads-1"]
+    assert all((out / chart).read_bytes().startswith(PNG) for chart in CHARTS)
 
 
 @pytest.mark.timeout(60)
