@@ -69,6 +69,9 @@ def test_compare_run_folders_sit_in_runs_named_from_the_layout(
     assert all(f.parent == out / "runs" for f in folders), folders
     assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*-1", f.name) for f in folders), folders
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(f.name for f in folders)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".vidpipe", "results.json", "results.md", "runs", *CHARTS]
+    )
     assert all((f / "report.json").is_file() for f in folders)
     assert "1 run per layout," in done.stdout  # C1: singular
 
@@ -211,6 +214,21 @@ def test_predict_from_a_run_of_another_input_is_refused_naming_both(
     message = _one_line_error(done)
     recorded = json.loads((serial_run / "report.json").read_text())["input"]["path"]
     assert f"'{recorded}'" in message and f"'{other}'" in message, message
+    assert re.search(r"\(size_bytes \d+ against \d+\)", message), message
+
+
+@pytest.mark.timeout(60)
+def test_predict_from_a_run_of_a_copy_of_the_input_is_accepted(
+    cli: Cli, serial_run: Path, tmp_path: Path
+) -> None:
+    """The same video at another path: its run measured the same work."""
+    recorded = json.loads((serial_run / "report.json").read_text())
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(Path(recorded["input"]["path"]).read_bytes())
+    done = cli.run("predict", copy, "--from", serial_run, "--tasks", "compress", "--json",
+                   "--cores", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["serial_wall_seconds"] == recorded["wall_seconds"]
 
 
 def _mutated(report: dict[str, Any], change: str) -> Any:
