@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..config.layout_file import is_layout_file
 from .job_options import DEFAULTS, add_job_options, names
 
 __all__ = ["Handlers", "build_parser"]
@@ -68,7 +69,7 @@ def _add_compare(sub: Any, handlers: Handlers) -> None:
     p.add_argument("input", type=Path, help="input video file")
     p.add_argument(
         "--layouts",
-        type=names,
+        type=_layouts,
         default=None,
         metavar="A,B,...",
         help="layouts to compare (default: every layout that needs no extra); serial always "
@@ -96,6 +97,27 @@ def _add_compare(sub: Any, handlers: Handlers) -> None:
     )
     add_job_options(p)
     p.set_defaults(func=handlers["compare"])
+
+
+def _layouts(text: str) -> tuple[str, ...]:
+    """`--layouts A,B,...`: each layout once (a layout file once by where it is, whatever the
+    path it is given by), and at least one: an empty list would mean every layout."""
+    given = [name.strip() for name in text.split(",")]
+    if not any(given):
+        raise argparse.ArgumentTypeError(
+            f"no layout named in '{text}': give names like serial,threads (see `vidpipe "
+            "layouts`), or leave the option out for every layout"
+        )
+    if not all(given):
+        raise argparse.ArgumentTypeError(f"an empty layout name in '{text}'")
+    seen: dict[str, str] = {}
+    for name in given:
+        key = str(Path(name).resolve()) if is_layout_file(name) else name
+        if key in seen:
+            also = f" (as '{seen[key]}')" if seen[key] != name else ""
+            raise argparse.ArgumentTypeError(f"layout '{name}' is named twice{also}")
+        seen[key] = name
+    return tuple(given)
 
 
 def _cores(text: str) -> tuple[int, ...]:
@@ -126,7 +148,7 @@ def _add_predict(sub: Any, handlers: Handlers) -> None:
     )
     p.add_argument(
         "--layouts",
-        type=names,
+        type=_layouts,
         default=None,
         metavar="A,B,...",
         help="layouts to predict, layout files included (default: every registered layout but "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +61,7 @@ def _compare_job(args: argparse.Namespace) -> tuple[list[str], list[str], RunPla
     """`compare`'s layouts, the job options it hands every run, and the job as planned with
     compare's pins (what the model predicts from). Bad options fail here, in one line, not
     after the first of many runs."""
+    from ..config.layout_file import is_layout_file, read_layout_file
     from ..config.workloads import WORKLOADS
     from ..lab.compare import PINNED_OPTIONS
     from ..layouts import LAYOUTS, load_layout
@@ -68,7 +70,11 @@ def _compare_job(args: argparse.Namespace) -> tuple[list[str], list[str], RunPla
     # Layouts that need an extra (a cluster engine) are compared only when asked for.
     layouts = list(args.layouts or (name for name, info in LAYOUTS.items() if not info.extra))
     for layout in layouts:
-        load_layout(layout)  # unknown or uninstalled layouts fail before any run
+        # Unknown or uninstalled layouts and bad layout files fail before any run.
+        if is_layout_file(layout):
+            read_layout_file(layout)
+        else:
+            load_layout(layout)
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
     if args.workload not in WORKLOADS:
@@ -113,7 +119,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         speedup_chart(summaries, usable_cores(), out / "speedup.png")
         traces = {r.layout: Path(r.out_dir) / "trace.json" for r in runs if r.traced}
         timeline_chart(traces, out / "timeline.png")
-    print((args.out / "results.md").read_text())
+    print(os.fsdecode((args.out / "results.md").read_bytes()))
     print(
         f"results: {args.out / 'results.json'}, {args.out / 'speedup.png'}, "
         f"{args.out / 'timeline.png'}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.layout_file import is_layout_file
 from ..engine.supervisor import die_with_parent
 from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
 from ..plan.manifest import foreign_files
@@ -58,22 +60,22 @@ def _run_once(
     got) and given `STOP_GRACE` seconds to clean up before it is killed. A run's usage error
     (exit 2) is compare's usage error; any other failure names the layout.
     """
+    given = str(Path(layout).absolute()) if is_layout_file(layout) else layout
     args = [sys.executable, "-m", "pipeline", "run", str(source.absolute())]
-    args += ["--out", str(out.absolute()), "--layout", layout, "--no-progress", *options]
+    args += ["--out", str(out.absolute()), "--layout", given, "--no-progress", *options]
     if trace:
         args.append("--trace")
     env = {**os.environ, **PINNED_ENV}
     with subprocess.Popen(
         args,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # its report is read from its folder
         stderr=subprocess.PIPE,
-        text=True,
         env=env,
         start_new_session=True,  # a terminal's Ctrl-C reaches compare, which passes it on once
         preexec_fn=die_with_parent,  # prctl only: safe between fork and exec
     ) as child:
         try:
-            _, stderr = child.communicate()
+            _, said = child.communicate()
         except BaseException as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             child.send_signal(signum)
@@ -82,6 +84,8 @@ def _run_once(
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
+    # A path in the message (the input's, say) may not be UTF-8: kept as its bytes were.
+    stderr = os.fsdecode(said)
     if child.returncode in (130, 143):
         raise Interrupted(child.returncode - 128)
     if child.returncode == 2:
@@ -135,7 +139,7 @@ def repredict(out_dir: Path) -> list[LayoutSummary]:
     summaries = _predicted([LayoutSummary(**s) for s in results["summaries"]], forecast)
     results |= {**_recorded(forecast), "summaries": [asdict(s) for s in summaries]}
     atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
-    atomic_write_bytes(out_dir / "results.md", results_markdown(summaries, results).encode())
+    atomic_write_bytes(out_dir / "results.md", os.fsencode(results_markdown(summaries, results)))
     return summaries
 
 
@@ -151,36 +155,59 @@ def _pinned(options: list[str]) -> tuple[list[str], dict[str, str]]:
     return options, pinned
 
 
-def _run_folder(out_dir: Path, layout: str, round_: int) -> Path:
-    return out_dir / "runs" / f"{layout}-{round_}"
+#: What a layout file's name keeps in its run folder's name. Never "+": the "+N" that tells
+#: apart two layouts of one name cannot then be part of a name kept.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _check_runs_folders(out_dir: Path, order: list[str], repeat: int) -> None:
+def run_names(layouts: list[str]) -> dict[str, str]:
+    """Each layout's name in its run folders' (`OUT/runs/NAME-ROUND`), never a path: a
+    registered layout's own, a layout file's stem made safe (letters, digits, `_`, `.` and
+    `-`, not first `.` or `-`). A name already taken (registered layouts take theirs first)
+    gets `+2`, `+3`, ..."""
+    names: dict[str, str] = {}
+    for layout in sorted(layouts, key=is_layout_file):
+        base = layout
+        if is_layout_file(layout):
+            base = _UNSAFE.sub("_", Path(layout).stem).lstrip(".-")[:64] or "layout"
+        name, count = base, 1
+        while name in names.values():
+            count += 1
+            name = f"{base}+{count}"
+        names[layout] = name
+    return {layout: names[layout] for layout in layouts}
+
+
+def _run_folder(out_dir: Path, name: str, round_: int) -> Path:
+    return out_dir / "runs" / f"{name}-{round_}"
+
+
+def _check_runs_folders(out_dir: Path, names: dict[str, str], repeat: int) -> None:
     """Refuse, before the first run, a run's folder holding files vidpipe did not write there
     (each run would refuse its own only when its turn came)."""
     for round_ in range(1, repeat + 1):
-        for layout in order:
-            found = foreign_files(_run_folder(out_dir, layout, round_))
+        for name in names.values():
+            found = foreign_files(_run_folder(out_dir, name, round_))
             if found:
                 raise OutputConflict(found, forceable=True)
 
 
 def _rounds(
     source: Path,
-    order: list[str],
+    names: dict[str, str],
     repeat: int,
     out_dir: Path,
     options: list[str],
     progress: Callable[[str], None],
 ) -> tuple[list[Run], dict[str, Any]]:
-    """Every layout of `order` once per round, `repeat` rounds (the last traced); the runs, and
-    the last run's report."""
+    """Every layout of `names` (to its run folders' name) once per round, `repeat` rounds (the
+    last traced); the runs, and the last run's report."""
     runs: list[Run] = []
-    total = repeat * len(order)
+    total = repeat * len(names)
     report: dict[str, Any] = {}
     for round_ in range(1, repeat + 1):
-        for layout in order:
-            out = _run_folder(out_dir, layout, round_)
+        for layout, name in names.items():
+            out = _run_folder(out_dir, name, round_)
             traced = round_ == repeat
             started = time.perf_counter()
             report = _run_once(source, layout, out, options, traced)
@@ -214,10 +241,11 @@ def compare(
     from ..config.settings import usable_cores
 
     order = ["serial", *[layout for layout in layouts if layout != "serial"]]
+    names = run_names(order)
     if "--force" not in options:
-        _check_runs_folders(out_dir, order, repeat)
+        _check_runs_folders(out_dir, names, repeat)
     options, pinned = _pinned(options)
-    runs, report = _rounds(source, order, repeat, out_dir, options, progress)
+    runs, report = _rounds(source, names, repeat, out_dir, options, progress)
     summaries = summarize(runs, usable_cores())
     meta: dict[str, Any] = {}
     if forecaster is not None:
@@ -237,5 +265,6 @@ def compare(
         "frames_match_serial": not any(s.frames_differ for s in summaries),
     }
     atomic_write_bytes(out_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
-    atomic_write_bytes(out_dir / "results.md", results_markdown(summaries, meta).encode())
+    # The input's name in the title is written as its bytes were, UTF-8 or not.
+    atomic_write_bytes(out_dir / "results.md", os.fsencode(results_markdown(summaries, meta)))
     return summaries, runs

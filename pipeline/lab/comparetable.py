@@ -20,7 +20,8 @@ def results_markdown(summaries: list[LayoutSummary], meta: dict[str, Any]) -> st
     lines = [
         f"# Layouts compared on `{Path(meta['input']).name}`",
         "",
-        f"{meta['repeat']} runs per layout, interleaved; medians. Machine: {env['cpu_count']} "
+        f"{meta['repeat']} run{'' if meta['repeat'] == 1 else 's'} per layout, interleaved; "
+        f"medians. Machine: {env['cpu_count']} "
         f"CPUs ({env['usable_cores']} usable), Python {env['python']} "
         f"(GIL {'enabled' if env['gil_enabled'] else 'disabled'}), ffmpeg {env['ffmpeg']}, "
         f"OpenCV {env['opencv']}. Pinned: {pins}.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from typing import Any
 from ..config.options import RunOptions
 from ..config.settings import usable_cores
 from ..errors import ConfigError, InputError
+from ..plan.outdir import read_regular
 from ..plan.planner import RunPlan
 from ..plan.planner import plan as plan_job
 from ..plan.tasks import Task
+from ..report.results import RunReport
 from .ingredients import machine, shape_for, task_work
 from .model import LAYOUTS, Machine, TaskWork, perfect, predict, shape_of
 
@@ -95,22 +98,56 @@ def measure_serial(source: Path, options: RunOptions) -> dict[str, Any]:
 
 def read_serial(folder: Path, job: RunPlan) -> dict[str, Any]:
     """The report.json of a finished serial run of `job` in `folder`; refused (exit 2) when
-    it is missing, not serial, resumed, or from another job."""
+    it is missing, not a regular file (a FIFO would block for ever), not a vidpipe report
+    (checked once against `RunReport`'s fields, whatever its shape), not serial, of another
+    input, resumed, or from another job."""
     path = folder / "report.json"
     try:
-        report: dict[str, Any] = json.loads(path.read_text())
+        report: dict[str, Any] = json.loads(read_regular(path))
+        RunReport.from_dict(report)
+        if not (math.isfinite(report["wall_seconds"]) and report["wall_seconds"] > 0):
+            raise ValueError(f"wall_seconds is {report['wall_seconds']}")
     except FileNotFoundError:
         raise ConfigError(f"--from {folder}: no report.json there (run the job first)") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise InputError(f"--from {folder}: cannot read report.json: {exc}") from None
-    if not isinstance(report, dict) or report.get("layout") != "serial":
-        layout = report.get("layout") if isinstance(report, dict) else None
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or not a report's fields
         raise ConfigError(
-            f"--from {folder}: report.json is of a '{layout}' run; predict needs a serial run's"
+            f"--from {folder}: report.json is not a vidpipe report ({exc or 'nested too deeply'})"
+        ) from None
+    if report["layout"] != "serial":
+        raise ConfigError(
+            f"--from {folder}: report.json is of a '{report['layout']}' run; predict needs a "
+            "serial run's"
         )
+    _check_same_input(folder, job, report["input"])
     for task in job.tasks:
-        _check_same_task(folder, task, report.get("tasks", {}).get(task.name))
+        _check_same_task(folder, task, report["tasks"].get(task.name))
     return report
+
+
+def _check_same_input(folder: Path, job: RunPlan, recorded: dict[str, Any]) -> None:
+    """Refuse a run of another video: one whose probe (size, duration, streams, frame count,
+    keyframes) differs from the input's; a copy of the same video elsewhere is the same."""
+    given = job.media.to_dict()
+    differs = _difference(recorded, given, "path")
+    if differs:
+        raise ConfigError(
+            f"--from {folder}: its run was of another input, '{recorded.get('path')}' "
+            f"({differs}), not '{given['path']}': give that input, or a serial run of this one"
+        )
+
+
+def _difference(recorded: Any, given: dict[str, Any], *left_out: str) -> str:
+    """The first key of `given` whose value `recorded` does not share, in words ("" if none)."""
+    for key, value in given.items():
+        theirs = recorded.get(key) if isinstance(recorded, dict) else None
+        if key in left_out or theirs == value:
+            continue
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            return f"{key} {_difference(theirs, value)}"
+        return f"{key} {theirs} against {value}"
+    return ""
 
 
 def _check_same_task(folder: Path, task: Task, recorded: Any) -> None:

@@ -6,6 +6,7 @@ Needs matplotlib (the `plot` extra); it is imported only when a chart is drawn.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ..errors import ConfigError
 from ..plan.outdir import atomic_write_bytes
 from .summary import LayoutSummary
 
-__all__ = ["pyplot", "save_png", "speedup_chart"]
+__all__ = ["chart_text", "pyplot", "save_png", "speedup_chart"]
 
 
 def pyplot() -> Any:
@@ -31,6 +32,12 @@ def pyplot() -> Any:
     return plt
 
 
+def chart_text(text: str) -> str:
+    """`text` as a chart can draw it: a name that is not UTF-8 (a layout file's, kept as its
+    bytes by Python) gets U+FFFD where its bad bytes were; matplotlib refuses lone surrogates."""
+    return os.fsencode(text).decode("utf-8", errors="replace")
+
+
 def save_png(plt: Any, fig: Any, path: Path, dpi: int) -> None:
     """Write the figure as PNG, atomically: a chart is at `path` only once complete."""
     buffer = io.BytesIO()
@@ -44,7 +51,7 @@ def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) ->
     where the model predicted it (`compare --predict`), a marker at the predicted speedup."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = [s.layout for s in summaries]
+    names = [chart_text(s.layout) for s in summaries]
     values = [s.speedup for s in summaries]
     bars = ax.bar(names, values, color="#4c72b0", label="measured")
     # Inside the bars: the prediction markers sit near their tops.
@@ -54,7 +61,9 @@ def speedup_chart(summaries: Sequence[LayoutSummary], cores: int, path: Path) ->
         bar.set(color="#bbbbbb", hatch="//", edgecolor="#c44e52")
     if differ:
         differ[0].set_label("frames differ from serial's")
-    predicted = [(s.layout, s.predicted_speedup) for s in summaries if s.predicted_speedup]
+    predicted = [
+        (chart_text(s.layout), s.predicted_speedup) for s in summaries if s.predicted_speedup
+    ]
     if predicted:
         ax.scatter(
             [name for name, _ in predicted],

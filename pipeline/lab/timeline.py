@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .plots import pyplot, save_png
+from .plots import chart_text, pyplot, save_png
 
 __all__ = ["COLOURS", "LABELS", "timeline_chart"]
 
@@ -120,7 +120,7 @@ def timeline_chart(traces: dict[str, Path], path: Path, zoom_seconds: float = 0.
     where threads taking turns on the GIL, and processes running side by side, can be seen.
     """
     plt = pyplot()
-    loaded = {layout: _rows(json.loads(p.read_text())) for layout, p in traces.items()}
+    loaded = {chart_text(k): _rows(json.loads(p.read_text())) for k, p in traces.items()}
     heights = [max(1, len(rows)) for rows, _, _ in loaded.values()]
     fig, axes = plt.subplots(
         len(loaded),

@@ -22,6 +22,7 @@ from typing import Any
 from ..instrument.cpuclock import CpuTime
 from ..instrument.procstats import ProcessStats, concurrent_peak
 from ..plan.outdir import atomic_write_bytes
+from .schema import fits, typed_fields
 
 __all__ = [
     "CPU_PHASES",
@@ -217,9 +218,9 @@ class TaskResult:
         skip = frozenset(
             {"name", "processes", "fps", "phase_seconds", "stage_seconds", "cpu_breakdown"}
         )
-        values = _typed_fields(cls, data, skip=skip)
+        values = typed_fields(cls, data, skip=skip)
         values["workers"] = [
-            WorkerStats(**_typed_fields(WorkerStats, w)) for w in values.get("workers", [])
+            WorkerStats(**typed_fields(WorkerStats, w)) for w in values.get("workers", [])
         ]
         if not isinstance(data.get("fps"), str):
             raise ValueError(
@@ -230,7 +231,7 @@ class TaskResult:
         except (ValueError, ZeroDivisionError) as exc:
             raise ValueError(f"TaskResult.fps: {exc}") from exc
         timings = data.get("timings", {})
-        if not _is(timings, "dict[str, float]"):
+        if not fits(timings, "dict[str, float]"):
             raise ValueError(f"TaskResult.timings must map names to seconds, got {timings!r}")
         phases = {p.value for p in Phase}
         values["phase_seconds"] = {Phase(k): v for k, v in timings.items() if k in phases}
@@ -241,7 +242,7 @@ class TaskResult:
         if not isinstance(breakdown, dict):
             raise ValueError(f"TaskResult.cpu_breakdown must be an object, got {breakdown!r}")
         values["cpu_breakdown"] = {
-            str(k): CpuBreakdown(**_typed_fields(CpuBreakdown, v)) for k, v in breakdown.items()
+            str(k): CpuBreakdown(**typed_fields(CpuBreakdown, v)) for k, v in breakdown.items()
         }
         return cls(name=name, **values)
 
@@ -257,51 +258,6 @@ class NodeStats:
     busy_seconds: float = 0.0
     bytes_in: int = 0
     bytes_out: int = 0
-
-
-_SCALARS: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "None": (type(None),),
-}
-
-
-def _is(value: Any, annotation: str) -> bool:
-    """Whether `value` (from JSON) fits the type `annotation` names, as written in this module:
-    scalars, `X | None`, `list[X]`, `dict[str, X]`, and the dataclasses (as objects)."""
-    if " | " in annotation:
-        return any(_is(value, part) for part in annotation.split(" | "))
-    if annotation.startswith("list["):
-        return isinstance(value, list) and all(_is(v, annotation[5:-1]) for v in value)
-    if annotation.startswith("dict[str, "):
-        inner = annotation[10:-1]
-        return isinstance(value, dict) and all(_is(v, inner) for v in value.values())
-    if annotation in _SCALARS:
-        if isinstance(value, bool) and annotation in ("int", "float"):
-            return False
-        return isinstance(value, _SCALARS[annotation])
-    return isinstance(value, dict)  # a dataclass, checked by its own _typed_fields
-
-
-def _typed_fields(cls: type, data: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The fields of dataclass `cls` from `data`, each checked against its annotation;
-    `ValueError` naming the first that is missing or of another type. Unknown keys are left."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__} must be an object, got {type(data).__name__}")
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(f"{cls.__name__} has no '{f.name}'")
-            continue
-        if not _is(data[f.name], str(f.type)):
-            raise ValueError(f"{cls.__name__}.{f.name} must be {f.type}, got {data[f.name]!r}")
-        values[f.name] = data[f.name]
-    return values
 
 
 @dataclass(frozen=True)
@@ -321,6 +277,19 @@ class RunReport:
     def peak_rss_bytes_total(self) -> int:
         """Peak resident memory summed over the processes alive together (`concurrent_peak`)."""
         return concurrent_peak(self.processes)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunReport:
+        """The report `to_dict` described (a `report.json`); `ValueError` saying what is wrong
+        when `data` is not one: a field missing or of another type, at any depth."""
+        values = typed_fields(cls, data)
+        values["tasks"] = {k: TaskResult.from_dict(k, v) for k, v in values["tasks"].items()}
+        values["processes"] = [
+            ProcessStats(**typed_fields(ProcessStats, p)) for p in data["processes"]
+        ]
+        nodes = values.get("nodes", {})
+        values["nodes"] = {k: NodeStats(**typed_fields(NodeStats, v)) for k, v in nodes.items()}
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return {

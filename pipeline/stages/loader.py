@@ -116,7 +116,9 @@ def load_stage_class(ref: str) -> Any:
     if source.endswith(".py") or os.sep in source:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"stage file {source}: no such file")
+            # A FIFO would block its import for ever; a folder is no module either.
+            what = "not a regular file" if path.exists() else "no such file"
+            raise ConfigError(f"stage file {source}: {what}")
         module = FileModules.load(path)
     else:
         module = _import_module(source)
