@@ -122,3 +122,21 @@ def test_a_linked_runs_folder_of_compare_is_refused(cli, tiny_clip, tmp_path) ->
     assert "is a link" in done.stderr and done.stderr.count("\n") == 1
     assert (elsewhere / "serial-1" / "report.json").read_text() == '{"mine": true}'
     assert sorted(p.name for p in elsewhere.rglob("*")) == ["report.json", "serial-1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_linked_run_folder_of_compare_is_refused(cli, tiny_clip, tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "report.json").write_text('{"mine": true}')
+    out = tmp_path / "C"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "serial-1").symlink_to(elsewhere)
+    done = _run(
+        cli, "compare", tiny_clip, "--out", out, "--layouts", "serial", "--repeat", "1",
+        "--tasks", "compress", "--force",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "is a link" in done.stderr and done.stderr.count("\n") == 1
+    assert [p.name for p in elsewhere.iterdir()] == ["report.json"]
+    assert (elsewhere / "report.json").read_text() == '{"mine": true}'

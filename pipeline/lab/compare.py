@@ -182,12 +182,21 @@ def _run_folder(out_dir: Path, name: str, round_: int) -> Path:
     return out_dir / "runs" / f"{name}-{round_}"
 
 
-def _check_runs_folders(out_dir: Path, names: dict[str, str], repeat: int) -> None:
-    """Refuse, before the first run, a run's folder holding files vidpipe did not write there
-    (each run would refuse its own only when its turn came)."""
+def _check_runs_folders(
+    out_dir: Path, names: dict[str, str], repeat: int, *, force: bool
+) -> None:
+    """Refuse, before the first run, a run's folder that is a link (also with `force`), or
+    that holds files vidpipe did not write there (each run would refuse its own only when its
+    turn came)."""
     for round_ in range(1, repeat + 1):
         for name in names.values():
-            found = foreign_files(_run_folder(out_dir, name, round_))
+            folder = _run_folder(out_dir, name, round_)
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise ConfigError(
+                    f"--out {out_dir}: {folder} is a link or a file where compare keeps a run; "
+                    "vidpipe never writes through a link: move it away"
+                )
+            found = [] if force else foreign_files(folder)
             if found:
                 raise OutputConflict(found, forceable=True)
 
@@ -242,8 +251,7 @@ def compare(
 
     order = ["serial", *[layout for layout in layouts if layout != "serial"]]
     names = run_names(order)
-    if "--force" not in options:
-        _check_runs_folders(out_dir, names, repeat)
+    _check_runs_folders(out_dir, names, repeat, force="--force" in options)
     options, pinned = _pinned(options)
     runs, report = _rounds(source, names, repeat, out_dir, options, progress)
     summaries = summarize(runs, usable_cores())
