@@ -140,3 +140,55 @@ def test_a_linked_run_folder_of_compare_is_refused(cli, tiny_clip, tmp_path) -> 
     assert "is a link" in done.stderr and done.stderr.count("\n") == 1
     assert [p.name for p in elsewhere.iterdir()] == ["report.json"]
     assert (elsewhere / "report.json").read_text() == '{"mine": true}'
+
+
+_CHDIR = (
+    "import os\nclass Chdir:\n  def setup(self, spec): os.chdir({assets!r})\n"
+    "  def process(self, f, i): return f\n"
+)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("layout", ["serial", "threads"])
+def test_a_stage_that_changes_folder_moves_nothing_vidpipe_writes(
+    layout, cli, tiny_clip, tmp_path
+) -> None:
+    """D3: a relative --out is made absolute before any stage runs."""
+    work = tmp_path / "work"
+    assets = work / "assets"
+    (assets / "out").mkdir(parents=True)
+    theirs = assets / "out" / "compressed.mp4"
+    theirs.write_text("the user's own video")
+    (work / "st.py").write_text(_CHDIR.format(assets=str(assets)))
+    (work / "in.mp4").write_bytes(tiny_clip.read_bytes())
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pipeline", "run", "in.mp4", "--out", "out", "--layout", layout,
+            "--tasks", "compress", "--stage", "compress:st.py:Chdir", "--no-progress",
+        ],
+        capture_output=True, text=True, cwd=work, timeout=120,
+        env={**cli.env(), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert theirs.read_text() == "the user's own video"
+    assert sorted(p.name for p in (assets / "out").iterdir()) == ["compressed.mp4"]
+    assert (work / "out" / "compressed.mp4").stat().st_size > 0
+    assert (work / "out" / "report.json").is_file()
+
+
+@pytest.mark.timeout(60)
+def test_a_relative_out_from_a_removed_folder_is_one_line(cli, tiny_clip, tmp_path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (
+        "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+        "from pipeline.cli import main; sys.exit(main(sys.argv[2:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(gone), "run", str(tiny_clip), "--out", "out",
+         "--layout", "serial", "--tasks", "compress", "--no-progress"],
+        capture_output=True, text=True, timeout=60, env={**cli.env(), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out out: the current folder")

@@ -8,10 +8,12 @@ failed; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP (the terminal closed, handled as SIG
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..errors import Interrupted, PipelineError, interrupt_on
 from .args import build_parser
@@ -34,11 +36,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _resolve_paths(args: argparse.Namespace) -> None:
+    """The input, `--out` and `--from` made absolute once, before any user code runs (a stage
+    may change the current folder in `setup()`)."""
+    from ..plan.outdir import absolute
+
+    for name, option in (("input", "input"), ("out", "--out"), ("from_dir", "--from")):
+        value = getattr(args, name, None)
+        if isinstance(value, Path):
+            setattr(args, name, absolute(value, option))
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(COMMANDS).parse_args(argv)
     interrupt_on(signal.SIGTERM)
     interrupt_on(signal.SIGHUP)  # a closed terminal: the same clean shutdown
     try:
+        _resolve_paths(args)
         code: int = args.func(args)
         return code
     except PipelineError as exc:

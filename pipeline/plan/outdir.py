@@ -21,12 +21,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+
 __all__ = [
     "PART_SUFFIX",
     "TEMP_PREFIX",
     "THUMBNAILS",
     "WORK",
     "OutDir",
+    "absolute",
     "atomic_write_bytes",
     "partial_path",
     "read_regular",
@@ -83,6 +86,21 @@ def read_regular(path: Path) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"{path} is not a regular file")
     return path.read_bytes()
+
+
+def absolute(path: Path, what: str) -> Path:
+    """`path` made absolute against the current folder, once, before any user code runs: a
+    stage that changes the current folder must not move what vidpipe writes. `ConfigError`
+    naming `what` (the option) when the current folder no longer exists."""
+    if path.is_absolute():
+        return path
+    try:
+        return Path(os.getcwd()) / path
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{what} {path}: the current folder no longer exists, so a relative path means "
+            "nothing; cd to a folder that exists, or give an absolute path"
+        ) from None
 
 
 def partial_path(path: Path) -> Path:

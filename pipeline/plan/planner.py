@@ -24,7 +24,7 @@ from ..media.probe import MediaInfo, probe
 from ..report.results import TaskResult
 from .checkpoints import load_previous
 from .identity import input_identity, job_key
-from .outdir import OutDir
+from .outdir import OutDir, absolute
 from .pieces import Pieces, piece_frames, plan_pieces, plan_segments
 from .tasks import Task, plan_tasks
 
@@ -112,6 +112,9 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
     directory left: a finished task is not run again, and an unfinished one keeps its finished
     pieces. A task with nothing to reuse starts from the beginning.
     """
+    # Absolute once, before any user code runs: a stage may change the current folder.
+    source = absolute(Path(source), "input")
+    options = dataclasses.replace(options, out_dir=absolute(options.out_dir, "--out"))
     options = apply_layout_file(options)  # a layout file is read and checked here, once
     check_layout(options.layout)  # an unknown layout is reported before the input is read
     faults.configured()  # so is a malformed VIDPIPE_FAULT
