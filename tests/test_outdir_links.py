@@ -192,3 +192,36 @@ def test_a_relative_out_from_a_removed_folder_is_one_line(cli, tiny_clip, tmp_pa
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --out out: the current folder")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["files", "claims", "foreign", "recorded"])
+@pytest.mark.parametrize("path", ["/etc/hostname", "../victim.txt", "a/../../victim.txt"])
+def test_a_manifest_naming_a_path_outside_out_is_not_vidpipes(
+    where, path, cli, tiny_clip, tmp_path
+) -> None:
+    """D23: a hand-edited manifest is refused as not vidpipe's, and nothing outside is touched."""
+    import json
+
+    out = tmp_path / "B"
+    first = _run(cli, "run", tiny_clip, "--out", out, "--layout", "serial", "--tasks", "compress",
+                 "--no-progress")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    manifest_path = out / ".vidpipe" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    stamp = [4, victim.stat().st_mtime_ns]
+    if where == "recorded":
+        manifest["files"][path] = stamp
+    else:
+        pending = {"files": [], "claims": [], "foreign": {}}
+        pending[where] = {path: stamp} if where == "foreign" else [path]
+        manifest["pending"] = pending
+    manifest_path.write_text(json.dumps(manifest))
+    done = _run(cli, "run", tiny_clip, "--out", out, "--layout", "serial", "--tasks", "compress",
+                "--no-progress")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a vidpipe manifest" in lines[0], lines
+    assert victim.read_text() == "mine"

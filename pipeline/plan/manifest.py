@@ -89,15 +89,23 @@ class Manifest:
                 return (value[0], value[1])
             raise TypeError(f"a stamp must be [size, mtime_ns], got {value!r}")
 
+        def inside(rel: Any) -> str:
+            # Paths under --out only: a hand-edited absolute or `..` path must never reach
+            # outside it (a pattern's `*` and `[...]` match within one folder).
+            parts = str(rel).split("/")
+            if not rel or str(rel).startswith("/") or ".." in parts or "" in parts:
+                raise ValueError(f"{rel!r} is not a path inside the output folder")
+            return str(rel)
+
         def names(value: Any, what: str) -> list[str]:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return value
+                return [inside(v) for v in value]
             raise TypeError(f"'{what}' must be a list of paths")
 
         files, pending = data["files"], data["pending"]
         if not isinstance(files, dict) or not (pending is None or isinstance(pending, dict)):
             raise TypeError("'files' must be an object, 'pending' an object or null")
-        manifest = cls(files={str(k): stamp(v) for k, v in files.items()})
+        manifest = cls(files={inside(k): stamp(v) for k, v in files.items()})
         if pending is not None:
             foreign = pending["foreign"]
             if not isinstance(foreign, dict):
@@ -105,7 +113,7 @@ class Manifest:
             manifest.pending = Pending(
                 names(pending["files"], "files"),
                 names(pending["claims"], "claims"),
-                {str(k): stamp(v) for k, v in foreign.items()},
+                {inside(k): stamp(v) for k, v in foreign.items()},
             )
         return manifest
 
