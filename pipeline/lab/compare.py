@@ -182,9 +182,7 @@ def _run_folder(out_dir: Path, name: str, round_: int) -> Path:
     return out_dir / "runs" / f"{name}-{round_}"
 
 
-def _check_runs_folders(
-    out_dir: Path, names: dict[str, str], repeat: int, *, force: bool
-) -> None:
+def _check_runs_folders(out_dir: Path, names: dict[str, str], repeat: int, *, force: bool) -> None:
     """Refuse, before the first run, a run's folder that is a link (also with `force`), or
     that holds files vidpipe did not write there (each run would refuse its own only when its
     turn came)."""
