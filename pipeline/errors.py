@@ -167,8 +167,16 @@ class RemoteTraceback(Exception):
 def reraise_interrupt(exc: BaseException) -> None:
     """Raise `exc` again if it is an interruption (Ctrl-C, SIGTERM): code that turns whatever a
     user's stage raised into an error of ours (`BaseException`, `SystemExit` included) must not
-    swallow one."""
-    if isinstance(exc, KeyboardInterrupt):
+    swallow one.
+
+    An interruption is `Interrupted` (a signal vidpipe handles), or a plain `KeyboardInterrupt`
+    where Python's own SIGINT handler could have raised it (a program using the library). Where
+    vidpipe handles SIGINT itself (the command line) or ignores it (a worker process), a plain
+    `KeyboardInterrupt` can only be the stage's own, and fails the stage like any error."""
+    if isinstance(exc, Interrupted) or (
+        isinstance(exc, KeyboardInterrupt)
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
         raise exc
 
 

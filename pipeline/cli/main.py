@@ -49,6 +49,8 @@ def _resolve_paths(args: argparse.Namespace) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(COMMANDS).parse_args(argv)
+    # Ctrl-C as `Interrupted` too: a KeyboardInterrupt a stage raises itself is then its failure.
+    interrupt_on(signal.SIGINT)
     interrupt_on(signal.SIGTERM)
     interrupt_on(signal.SIGHUP)  # a closed terminal: the same clean shutdown
     try:
