@@ -251,26 +251,3 @@ def test_an_input_deleted_before_the_join_is_an_input_error(layout, cli, make_cl
     stderr = _one_line_error(done)
     assert f"task 'compress': the input {clip} was removed during the run" in stderr
     assert not (out / "compressed.mp4").exists() and not list(out.rglob("*.part"))
-
-
-@pytest.mark.timeout(120)
-def test_an_input_deleted_once_all_of_it_is_open_still_gives_its_frames(cli, make_clip, tmp_path):  # type: ignore[no-untyped-def]
-    """In one piece, the decoder and the audio hold the input open from the start: its removal
-    takes nothing from the run, which ends as it would have (and checkpoints read nothing)."""
-    clip = tmp_path / "del_in.mp4"
-    shutil.copy(make_clip("identity.mp4", **CLIP), clip)
-    stage = tmp_path / "rm.py"
-    stage.write_text(DELETE)
-    common = ("--layout", "serial", "--tasks", "compress", "--save-every", "5", "--no-progress")
-    kept = cli.run(
-        "run", clip, "--out", tmp_path / "kept", *common, "--stage", f"compress:{stage}:gone"
-    )
-    assert kept.returncode == 0, kept.stderr
-    done = cli.run(
-        "run", clip, "--out", tmp_path / "out", *common,
-        "--stage", f'compress:{stage}:gone:path="{clip}"',
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert not clip.exists()
-    digest = _report(tmp_path / "out")["tasks"]["compress"]["frame_digest"]
-    assert digest == _report(tmp_path / "kept")["tasks"]["compress"]["frame_digest"]

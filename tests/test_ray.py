@@ -172,8 +172,10 @@ def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A head node and a worker node on loopback, two CPUs each; yields (address, environment)."""
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(32))
+    # A local run earlier in this process switched clusters off for its private instance.
+    base = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     env = {
-        **os.environ,
+        **base,
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),

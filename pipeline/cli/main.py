@@ -9,6 +9,7 @@ failed; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP (the terminal closed, handled as SIG
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import traceback
@@ -34,6 +35,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         leave_stuck_threads(code)
     return code
+
+
+#: OS errors that a limit of the user's machine causes, not vidpipe: what to do about each.
+_LIMITS = {
+    errno.EMFILE: "too many open files for this process (ulimit -n {nofile}): raise the limit "
+    "(ulimit -n 1024) or run with fewer --workers",
+    errno.ENFILE: "the system's table of open files is full: close other programs and run again",
+    errno.ENOSPC: "no space left on the device{where}: free space there (or choose another "
+    "--out) and run again",
+    errno.EDQUOT: "disk quota exceeded{where}: free space there and run again",
+    errno.EAGAIN: "the system refused a new process or thread (ulimit -u {nproc}): raise the "
+    "limit or run with fewer --workers",
+}
+
+
+def _user_limit(exc: BaseException) -> str | None:
+    """The one line for an OS error a limit of the user's machine caused (open files, disk,
+    processes), found on `exc` or what caused it; None for anything else."""
+    import resource
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _LIMITS:
+            where = f" ({seen.filename})" if seen.filename else ""
+            return _LIMITS[seen.errno].format(
+                where=where,
+                nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                nproc=resource.getrlimit(resource.RLIMIT_NPROC)[0],
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _resolve_paths(args: argparse.Namespace) -> None:
@@ -75,7 +107,13 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.debug:
             traceback.print_exc()
         return 1
-    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+    except Exception as exc:  # a bug of ours, unless a limit of the user's machine was reached
+        limit = _user_limit(exc)
+        if limit is not None:
+            if args.debug:
+                traceback.print_exc()
+            print(f"error: {limit}", file=sys.stderr)
+            return 1
         if args.debug:
             traceback.print_exc()
         print(

@@ -9,6 +9,9 @@ from pathlib import Path
 
 __all__ = ["prepare_environment", "require_ray"]
 
+#: What a private local instance sets: clusters off, so Ray keeps 127.0.0.1 as its address.
+_PRIVATE = "0"
+
 
 def require_ray() -> None:
     """Raise `ImportError` when Ray is not installed (without importing it)."""
@@ -36,8 +39,10 @@ def prepare_environment(*, local: bool) -> None:
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not local:
+        if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == _PRIVATE:
+            del os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # ours, from a local run before
         return
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = _PRIVATE
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     default_file = Path.home() / ".ray" / "auth_token"
     if not ({"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & os.environ.keys() or default_file.exists()):
