@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 from pipeline.config.layout_file import FramePool, Placement
+from pipeline.lab.forecast import reforecast
 from pipeline.lab.ingredients import shape_for
 from pipeline.lab.model import LAYOUTS, Machine, TaskWork, perfect, predict, shape_of
 
@@ -145,3 +146,20 @@ def test_a_layout_file_is_predicted_from_its_shape() -> None:
     assert shape.frames["render"].pool is FramePool.THREADS
     assert predict(tasks, shape, FAST).limit == "the GIL"
     assert shape_for("ray", tasks) is None
+
+
+def test_predicting_again_from_a_forecasts_record_gives_the_same_figures() -> None:
+    # 35538.15809532858 ns/MB is one of the copy costs that does not survive ns/MB -> s/B -> ns/MB.
+    task = dataclasses.asdict(render())
+    data = {
+        "serial_wall_seconds": 1.0,
+        "usable_cores": 2,
+        "startup_seconds": 0.4,
+        "copy_ns_per_mb": 35538.15809532858,
+        "tasks": [task],
+        "rows": [{"layout": name, "cores": 2} for name in ("threads", "pool", "segments")],
+        "perfect": [],
+    }
+    first = reforecast(data).to_dict()
+    assert first["copy_ns_per_mb"] == data["copy_ns_per_mb"]
+    assert reforecast(first).to_dict() == first

@@ -212,7 +212,13 @@ def forecast(
     tasks = task_work(job, report, measure=measure)
     here = machine(job, tasks, measure=measure)
     shapes = {name: shape for name in layouts if (shape := shape_for(name, tasks)) is not None}
-    return _predictions(tasks, here, shapes if measure else {}, cores, report["wall_seconds"])
+    return _predictions(
+        tasks, here, shapes if measure else {}, cores, report["wall_seconds"], _ns_per_mb(here)
+    )
+
+
+def _ns_per_mb(here: Machine) -> float:
+    return here.copy_per_byte * 1e9 * 1e6
 
 
 def _predictions(
@@ -221,12 +227,17 @@ def _predictions(
     shapes: dict[str, Any],
     cores: Iterable[int],
     serial_wall: float,
+    copy_ns_per_mb: float,
 ) -> Forecast:
+    # The recorded figure is the truth the model works from, so that predicting again from a
+    # forecast's own record gives the same figures to the last digit (ns/MB to s/B and back
+    # does not round-trip).
+    here = dataclasses.replace(here, copy_per_byte=copy_ns_per_mb / 1e15)
     result = Forecast(
         serial_wall_seconds=serial_wall,
         usable_cores=here.cores,
         startup_seconds=here.startup,
-        copy_ns_per_mb=here.copy_per_byte * 1e9 * 1e6,
+        copy_ns_per_mb=copy_ns_per_mb,
         tasks=tasks,
         single_thread_encoder=here.single_thread_encoder,
         workers=here.workers,
@@ -253,7 +264,9 @@ def reforecast(data: dict[str, Any]) -> Forecast:
     layouts = dict.fromkeys(row["layout"] for row in data["rows"])
     shapes = {name: shape for name in layouts if (shape := shape_for(name, tasks)) is not None}
     cores = {row["cores"] for row in [*data["rows"], *data["perfect"]]}
-    return _predictions(tasks, here, shapes, cores, data["serial_wall_seconds"])
+    return _predictions(
+        tasks, here, shapes, cores, data["serial_wall_seconds"], data["copy_ns_per_mb"]
+    )
 
 
 def forecast_table(f: Forecast) -> str:
