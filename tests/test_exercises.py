@@ -117,8 +117,11 @@ def test_exercise_4_check_stage_tells_the_two_pixelations_apart() -> None:
     path = "exercises/solutions/pixelate.py"
     python = check_stage(parse_stage_spec(f"{path}:PixelatePython:block=4"), count=8)
     opencv = check_stage(parse_stage_spec(f"{path}:PixelateOpenCV:block=4"), count=8)
-    assert python.releases_gil is not True and opencv.releases_gil is True
-    assert python.recommendation != "threads" and opencv.recommendation == "threads"
+    assert python.releases_gil is not True and python.recommendation != "threads"
+    if opencv.unclear_here:  # the cores were busy: the lab says so rather than guess
+        assert opencv.releases_gil is None and "unclear on this machine" in opencv.reason
+        return
+    assert opencv.releases_gil is True and opencv.recommendation == "threads"
 
 
 def test_exercise_5_the_preview_is_the_newest_frame_and_saving_never_blocks(

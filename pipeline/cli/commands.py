@@ -248,7 +248,8 @@ def _cmd_check_stage(args: argparse.Namespace) -> int:
     if report.speedup_2_threads is not None and report.gil_share is not None:
         speed = (
             f"{_yes(report.releases_gil, 'partly')}: holds it {report.gil_share:.0%} of its CPU "
-            f"time; 2 threads {report.speedup_2_threads:.2f}x as fast as 1"
+            f"time; 2 threads {report.speedup_2_threads:.2f}x as fast as 1 "
+            f"({report.machine_speedup_2_threads:.2f}x on GIL-free work)"
         )
     elif report.gil_share is not None:
         speed = f"holds it {report.gil_share:.0%} of its CPU time; 2 threads: not measured"

@@ -118,7 +118,7 @@ def serial_share(task: Task, plan: RunPlan) -> tuple[float, float]:
             spec,
             frames,
             SHARE_ROUNDS,
-        )
+        ).stage
     finally:
         cv2.setNumThreads(threads)
     karp_flatt = 2 / max(two, 1e-9) - 1  # above 1 when two threads are slower than one

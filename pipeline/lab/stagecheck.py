@@ -10,12 +10,15 @@ on (see `pipeline.stages.base`):
   finds state they share through the module or the class;
 * whether it releases the GIL, measured two ways (`pipeline.lab.gilmeter`): the share of its
   CPU time during which it holds the GIL, beside a thread of pure Python, and the speedup of 2
-  threads over 1 on the same work (needs 2 usable cores); OpenCV pinned to one thread, so the
-  only parallelism is ours.
+  threads over 1 on the same work (needs 2 usable cores) read against the speedup 2 threads
+  get on GIL-free work in the same rounds; OpenCV pinned to one thread, so the only
+  parallelism is ours.
 
-The recommendation follows from both: `threads` when the stage releases the GIL (threads run
-it in parallel without copying frames), `processes` when it holds it (only processes run it in
-parallel), `either` when it does both, or the two measurements disagree.
+The recommendation follows from both: `threads` when the stage's threads gain most of what
+GIL-free work gains (threads run it in parallel without copying frames), `processes` when they
+gain next to nothing and it holds the GIL (only processes run it in parallel), `either` when
+it does both, when the two measurements disagree, or when the machine could not show it (2
+threads gained too little even on GIL-free work: other processes held the cores).
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class StageReport:
     thread_safe: bool | None
     seconds_per_frame: float  # on one thread, OpenCV on one thread
     speedup_2_threads: float | None  # None: not measured (too cheap, one core, noise)
+    #: 2 threads' speedup on GIL-free work in the same rounds: what this machine could show.
+    machine_speedup_2_threads: float | None
+    #: Cores other processes kept busy on average while the speedups were measured.
+    foreign_cores: float | None
     gil_share: float | None  # of its CPU time, holding the GIL; None: not measured
     releases_gil: bool | None
     recommendation: str
@@ -71,8 +78,17 @@ class StageReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def unclear_here(self) -> bool:
+        """True when this machine could not show what threads gain (other processes held the
+        cores), so that the GIL verdict was left open."""
+        machine = self.machine_speedup_2_threads
+        if machine is None:
+            return False
+        return not gilmeter.Speedup(machine, machine, self.foreign_cores).clear
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "unclear_here": self.unclear_here}
 
 
 def check_stage(
@@ -204,6 +220,8 @@ def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -
         thread_safe=thread_safe,
         seconds_per_frame=speed.seconds_per_frame,
         speedup_2_threads=speed.speedup,
+        machine_speedup_2_threads=speed.machine,
+        foreign_cores=speed.foreign_cores,
         gil_share=speed.share,
         releases_gil=releases,
         recommendation=recommendation,
@@ -221,6 +239,8 @@ class _Speed:
     seconds_per_frame: float
     speedup: float | None = None
     share: float | None = None
+    machine: float | None = None  # 2 threads' speedup on GIL-free work, beside `speedup`
+    foreign_cores: float | None = None  # other processes' cores busy meanwhile
     why_not: str = ""  # why speedup and share were not measured
 
 
@@ -249,10 +269,10 @@ def _speed(spec: StageSpec, stream: StreamSpec, count: int, notes: list[str]) ->
     limit = min(2, cores) * NOISE_MARGIN  # 2 threads can at most double the pace
     for _ in range(1 + REMEASURES):
         speedup = gilmeter.speedup(lambda: build_stage(spec), stream, frames)
-        if speedup <= limit:
-            return _Speed(per_frame, speedup, share)
+        if speedup.stage <= limit:
+            return _Speed(per_frame, speedup.stage, share, speedup.machine, speedup.foreign_cores)
     notes.append(
-        f"2 threads measured {speedup:.2f}x as fast as 1, {1 + REMEASURES} times, where 2 "
+        f"2 threads measured {speedup.stage:.2f}x as fast as 1, {1 + REMEASURES} times, where 2 "
         "threads can at most double the pace: the machine was busy (noise); the speedup is "
         "left out of the recommendation"
     )
@@ -275,22 +295,33 @@ def _recommend(
             why = "threads running it race on state its copies share; processes each have their own"
             return "processes", f"{why}: use a process pool or segments (pool, segments)", None
         return "none", "neither thread-safe nor picklable: fix the problems above first", None
-    if speed.speedup is None or speed.share is None:
+    if speed.speedup is None or speed.share is None or speed.machine is None:
         return "either", speed.why_not, None
-    share, speedup = speed.share, speed.speedup
+    share = speed.share
+    measured_speed = gilmeter.Speedup(speed.speedup, speed.machine, speed.foreign_cores)
     where = (
         ("a thread pool (hybrid)", "a process pool or segments (pool, segments)")
         if frame_independent
         else ("its task in a thread (threads)", "its task in a process (processes)")
     )
-    measured = f"it holds the GIL {share:.0%} of its CPU time, 2 threads {speedup:.2f}x as fast"
-    # Threads when the share leaves them room and they gained; or when they clearly gained
-    # and the share, though past half, is short of what holds them back.
-    gained = speedup >= gilmeter.GIL_FREE_SPEEDUP and share < gilmeter.GIL_HELD_SHARE
-    if (share <= gilmeter.GIL_FREE_SHARE and speedup >= gilmeter.GIL_HELD_SPEEDUP) or gained:
+    measured = (
+        f"it holds the GIL {share:.0%} of its CPU time, 2 threads {measured_speed.stage:.2f}x "
+        f"as fast (on GIL-free work {measured_speed.machine:.2f}x)"
+    )
+    if not measured_speed.clear:
+        busy = measured_speed.foreign_cores
+        cause = (
+            f"other processes kept {busy:.1f} cores busy meanwhile"
+            if busy is not None and busy > gilmeter.BUSY_CORES
+            else "2 threads gained too little even on work that releases the GIL"
+        )
+        why = f"{measured}: unclear on this machine: {cause}; check again when it is quieter"
+        return "either", why, None
+    gain = measured_speed.gain
+    if gain >= gilmeter.GAIN_FREE and share <= gilmeter.GIL_HELD_SHARE:
         why = f"{measured}: threads run it in parallel without copying frames; use {where[0]}"
         return "threads", why, True
-    if share >= gilmeter.GIL_HELD_SHARE and speedup < gilmeter.GIL_FREE_SPEEDUP:
+    if gain <= gilmeter.GAIN_HELD and share > gilmeter.GIL_FREE_SHARE:
         if not picklable:
             return "threads", f"{measured}, but it is not picklable: only threads run it", False
         return "processes", f"{measured}: only processes run it in parallel; use {where[1]}", False
