@@ -143,6 +143,30 @@ def test_a_teardown_stuck_for_ever_does_not_hold_an_interrupt(
 
 
 @pytest.mark.timeout(60)
+def test_a_pool_worker_stopped_while_it_starts_fails_the_run_in_one_line(
+    cli, make_clip, tmp_path
+) -> None:
+    # Stopped before it has read what its parent sent it: the other worker does every frame,
+    # then the task waits for this one, stalls, and must stop it before its own queues go (a
+    # worker resumed after them would fail on them with a traceback of its own).
+    clip = make_clip("stall.mp4", size="160x120", frames=300)
+    out = tmp_path / "out"
+    proc = cli.start(
+        "run", clip, "--out", out, "--layout", "pool", "--workers", "2", "--tasks", "render",
+        "--stall-timeout", "2", "--no-progress",
+    )  # fmt: skip
+    worker = _stop(
+        cli.tag,
+        lambda p: any("spawn_main" in arg for arg in p.cmdline()) and p.parent().pid != proc.pid,
+        timeout=60,
+    )
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "stalled" in lines[0] and str(worker.pid) in lines[0], stderr
+    assert_tree_gone(cli.tag)
+
+
 def test_a_stopped_pool_worker_fails_the_run_in_one_line(cli, make_clip, tmp_path) -> None:
     clip = make_clip("stall.mp4", size="160x120", frames=300)
     out = tmp_path / "out"

@@ -191,21 +191,31 @@ class ProcessMapper(FrameMapper):
     def _close(self, *, failed: bool) -> None:
         try:
             if self._supervisor is not None:
-                if not failed:
-                    for _ in range(self._count):
-                        self._jobs.put(None)
-                    results = self._supervisor.results()
-                    for _, (stats, process, cpu) in sorted(results.items()):
-                        self.workers.append(stats)
-                        self.processes.append(process)
-                        self._stage_cpu.merge(cpu)
-                self._supervisor.stop()
+                try:
+                    if not failed:
+                        self._collect()
+                finally:
+                    # Also when collecting failed or was interrupted: a worker left running
+                    # (stopped, or still starting) would outlive this process's queues and
+                    # fail on them with a traceback of its own.
+                    self._supervisor.stop()
         finally:
             if self._jobs is not None:
                 self._jobs.cancel_join_thread()  # never block on frames nobody will read
                 self._jobs.close()
             for ring in self._rings:
                 ring.close()
+
+    def _collect(self) -> None:
+        """Tell every worker to finish; gather what each measured."""
+        assert self._supervisor is not None
+        for _ in range(self._count):
+            self._jobs.put(None)
+        results = self._supervisor.results()
+        for _, (stats, process, cpu) in sorted(results.items()):
+            self.workers.append(stats)
+            self.processes.append(process)
+            self._stage_cpu.merge(cpu)
 
     def stage_cpu(self) -> dict[str, CpuTime]:
         return self._stage_cpu.snapshot()
