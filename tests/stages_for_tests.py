@@ -336,3 +336,23 @@ class PlainInvert:
 def plain_invert(frame: np.ndarray, index: int, mask: int = 255) -> np.ndarray:
     """Inverts BGR frames: a plain function."""
     return np.bitwise_xor(frame, np.uint8(mask))
+
+
+class WaitsFor(Stage):
+    """At frame `at`, waits until the file `path` exists, touching `path`.waiting first: a test
+    holds a run at a known point, then lets it go (no race on how long the run takes)."""
+
+    name = "waits-for"
+
+    def __init__(self, path: str, at: int = 3) -> None:
+        self.path = path
+        self.at = at
+
+    def process(self, frame: np.ndarray, index: int) -> np.ndarray:
+        import time
+
+        if index == self.at:
+            open(f"{self.path}.waiting", "w").close()
+            while not os.path.exists(self.path):
+                time.sleep(0.01)
+        return frame

@@ -53,10 +53,10 @@ def test_animate_waits_for_the_gil_only_where_threads_share_it(cli, gil_clip, tm
         done = cli.run("run", gil_clip, "--out", out, "--layout", layout, *GIL_BOUND)
         assert done.returncode == 0, done.stderr
         animate = _render(out)["cpu_breakdown"]["animate"]
-        total = animate["on_cpu"] + animate["waiting_for_core"] + animate["blocked"]
-        blocked[layout] = animate["blocked"] / total
-        if layout == "hybrid":
-            assert "animate waited for the GIL" in done.stdout
+        # Of the time it was not waiting for a core: other processes busy on the cores lengthen
+        # the waits for one, and while a thread holding the GIL waits for a core, the other
+        # stays blocked on the GIL all the same, so this share does not fall on a busy machine.
+        blocked[layout] = animate["blocked"] / (animate["on_cpu"] + animate["blocked"])
     # Generous margins: the machine is shared. Two threads of pure Python take turns: each waits
     # about half its time; alone in its thread or process, a stage waits for nobody.
     assert blocked["hybrid"] > 0.25, blocked

@@ -204,12 +204,17 @@ def test_user_files_in_out_survive_every_kind_of_run(
 def test_a_second_run_into_a_folder_in_use_is_refused(cli, make_clip, tmp_path) -> None:
     clip = make_clip("busy.mp4", size="160x120", frames=150)
     out = tmp_path / "d"
-    first = cli.start("run", clip, "--out", out, "--particles", "3000", "--no-progress")
-    deadline = time.monotonic() + 30
-    while not (out / ".vidpipe" / "lock").exists() or not list(out.rglob("*.vidpipe.part")):
+    go = tmp_path / "go"  # the first run waits at frame 3 until the second has been refused
+    first = cli.start(
+        "run", clip, "--out", out, "--tasks", "render", "--no-progress",
+        "--stage", f"render:tests.stages_for_tests:WaitsFor:path='{go}'",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not go.with_name("go.waiting").exists():
         assert first.poll() is None and time.monotonic() < deadline, "first run never got going"
         time.sleep(0.02)
     second = _run(cli, clip, "--out", out, "--layout", "serial")
+    go.touch()
     _one_error_line(second, 2, "in use by another vidpipe run", f"pid {first.pid}")
     _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr

@@ -46,6 +46,8 @@ __all__ = ["Supervisor", "WorkerLink", "die_with_parent", "leave_stuck_threads"]
 #: finish in about 0.1 s; the margin keeps a whole interrupted run under the promised 3 s.
 STOP_GRACE = 2.0
 _PR_SET_PDEATHSIG = 1
+#: What stops a run or a worker: blocked while a worker starts (`Supervisor.start`).
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class WorkerLink:
@@ -130,12 +132,14 @@ def _worker_main(
     ffmpeg.share_process_group()
     for sig in (signal.SIGINT, signal.SIGHUP):  # the parent handles a terminal's and tells us
         signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while it started
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP})  # see start()
     interrupt_on(signal.SIGTERM)
     die_with_parent()
     message: Result | Failure
     try:
         try:
+            # A stop request that came while it started is raised here, as `Interrupted`.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             message = Result(target(WorkerLink(conn), *args))
         finally:
             # Nothing is left to clean up: a stop request from now on must not interrupt the
@@ -214,11 +218,14 @@ class Supervisor:
         )
         worker = _Worker(name, task or name, role, process, receive, reporter or self._reporter)
         self._workers.append(worker)
-        # The new process starts with SIGINT blocked (the mask is inherited through fork and
-        # exec): a Ctrl-C to the terminal's process group while it is still importing would
-        # otherwise print a KeyboardInterrupt traceback before it ignores SIGINT. Here the
-        # signal waits, and is raised once the start has returned.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # The new process starts with the stop signals blocked (the mask is inherited through
+        # fork and exec) until `_worker_main` handles them: a Ctrl-C to the terminal's process
+        # group while it is still importing would otherwise print a KeyboardInterrupt
+        # traceback. Here they wait until the start has returned: a stop request must not cut
+        # short the writing of what the new process reads first (it blocks while that process
+        # is stopped and the pipe is full), or the process reads half of it and fails with a
+        # traceback of its own.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             process.start()
         finally:
