@@ -118,6 +118,31 @@ def test_missing_arguments_are_still_named(
     assert _usage_error(argv, capsys) == f"error: the following arguments are required: {missing}"
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["rn"], "argument COMMAND: invalid choice: 'rn' (did you mean 'run'?) (choose from"),
+        (
+            ["run", "in.mp4", "--out", "o", "--transport", "shmm"],
+            "argument --transport: invalid choice: 'shmm' (did you mean 'shm'?)",
+        ),
+        (
+            ["run", "in.mp4", "--out", "o", "--preset", "ultrafst"],
+            "argument --preset: invalid choice: 'ultrafst' (did you mean 'ultrafast'?)",
+        ),
+        (
+            ["run", "in.mp4", "--out", "o", "--start-method", "x"],
+            "argument --start-method: invalid",
+        ),
+    ],
+)
+def test_a_misspelt_choice_gets_a_suggestion(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The neighbour in the parser: a command's name and the options with fixed choices."""
+    assert _usage_error(argv, capsys).startswith(f"error: {expected}")
+
+
 def test_vidpipe_bogus_names_the_option_end_to_end(cli) -> None:
     done = cli.run("--bogus")
     assert done.returncode == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config.layout_file import is_layout_file
+from ..errors import did_you_mean
 from .job_options import DEFAULTS, add_job_options, names
 
 __all__ = ["Handlers", "build_parser"]
@@ -49,6 +50,17 @@ class _Parser(argparse.ArgumentParser):
             if unknown:
                 message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"error: {message}\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a value against an option's choices (a command's name too),
+        naming the choice close to a misspelt value."""
+        choices = action.choices
+        if choices is not None and value not in choices:
+            close = did_you_mean(str(value), [str(choice) for choice in choices])
+            names = ", ".join(map(repr, choices))
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}{close} (choose from {names})"
+            )
 
     def _unknown_options(self) -> list[str]:
         """The options in the arguments just parsed that this parser does not know, found by
