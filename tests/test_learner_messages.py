@@ -256,6 +256,16 @@ def test_a_stage_for_a_task_not_run_gets_a_suggestion(tmp_path: Path) -> None:
         RunOptions(out_dir=tmp_path, stages=(("rendr", parse_stage_spec("resize")),))
 
 
+def test_a_layout_file_task_not_run_gets_a_suggestion(tmp_path: Path) -> None:
+    from pipeline.config.options import apply_layout_file
+
+    layout = tmp_path / "typo.toml"
+    layout.write_text("[task.rendr]\nbuiltin_stages = false\n")
+    options = RunOptions(out_dir=tmp_path, layout=str(layout))
+    with pytest.raises(ConfigError, match=r"\[task.rendr\] is not run \(did you mean 'render'\?\)"):
+        apply_layout_file(options)
+
+
 @pytest.mark.parametrize(
     ("ref", "pattern"),
     [
