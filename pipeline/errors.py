@@ -10,8 +10,10 @@ All errors pickle with their attributes intact, so a worker process can send the
 
 from __future__ import annotations
 
+import difflib
 import os
 import signal
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ __all__ = [
     "StageError",
     "WorkerCrashed",
     "describe_exit",
+    "did_you_mean",
     "interrupt_on",
     "interrupt_on_signal",
     "reraise_interrupt",
@@ -61,6 +64,14 @@ class ConfigError(PipelineError):
     """An option or layout is invalid, or an optional engine is not installed."""
 
     exit_code = 2
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'NAME'?)` naming the one of `known` closest to an unknown `name`, for
+    the message refusing it; "" when none is close (a typo, not another word: difflib's
+    ratio of at least 0.6)."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class OutputConflict(ConfigError):

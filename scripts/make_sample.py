@@ -5,7 +5,9 @@
         [--audio] [--codec libx264] [--pix-fmt yuv420p]
 
 The picture is ffmpeg's `testsrc2` (moving colour bars and a frame counter), the audio a sine
-tone. The container follows OUT's extension (.mp4, .mkv, .webm, .avi, .mov, .ts).
+tone. The container follows OUT's extension (.mp4, .mkv, .webm, .avi, .mov, .ts). A keyframe
+comes at least every 2 seconds (every `--gop` frames when given), so that the `segments`
+layout can cut the clip.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import imageio_ffmpeg
+
+#: Longest time between keyframes when no `gop` is given.
+KEYFRAME_SECONDS = 2
 
 
 def make_sample(
@@ -32,7 +38,11 @@ def make_sample(
     preset: str = "ultrafast",
     crf: int | None = None,
 ) -> Path:
-    """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error."""
+    """Write the clip to `out` and return it; raises `RuntimeError` with ffmpeg's error.
+
+    `gop`: a keyframe exactly every `gop` frames; by default one at least every
+    `KEYFRAME_SECONDS` (x264's own default, 250 frames, would leave a short clip one keyframe,
+    which `segments` cannot cut)."""
     args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
     width, height = size.split("x")
     # testsrc2 rounds odd sizes down to even (1 to 0): it draws at least 2x2, rounded up, and
@@ -47,6 +57,8 @@ def make_sample(
         args += ["-preset", preset, *(["-crf", str(crf)] if crf is not None else [])]
     if gop is not None:  # a keyframe every `gop` frames (closed GOPs, so each decodes alone)
         args += ["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+    else:
+        args += _keyframes_every(KEYFRAME_SECONDS, fps)
     if bframes is not None:  # reordered frames: decode order differs from display order
         args += ["-bf", str(bframes)]
     if audio:
@@ -56,6 +68,16 @@ def make_sample(
     if done.returncode != 0:
         raise RuntimeError(f"ffmpeg could not make {out}: {done.stderr.strip()}")
     return out
+
+
+def _keyframes_every(seconds: int, fps: str) -> list[str]:
+    """ffmpeg's arguments for a keyframe at least every `seconds` at the rate `fps`: a number
+    of frames where the rate is a number, else (a name such as `ntsc`) by time."""
+    try:
+        rate = Fraction(fps)
+    except ValueError:
+        return ["-force_key_frames", f"expr:gte(t,n_forced*{seconds})"]
+    return ["-g", str(max(1, int(seconds * rate)))]
 
 
 def main() -> int:

@@ -4,23 +4,29 @@ For each workload, `vidpipe compare SAMPLE --workload W --repeat R --predict --o
 then one table of predicted against measured speedup per layout and workload, with the error,
 and one of the predictions for 4 to 16 cores. Writes OUT/accuracy.md and prints it.
 
-With --render, nothing is measured: the comparisons already in OUT are predicted again from
-the ingredients they recorded, by the model as it is now (`pipeline.lab.compare.repredict`),
-so that a change to the model is checked against the same measurements in seconds.
+With --render, nothing is measured: the comparisons in FROM (by default the committed ones,
+docs/data/case-study/compare/) are predicted again from the ingredients they recorded, by the
+model as it is now (`pipeline.lab.compare.repredict`), so that a change to the model is checked
+against the same measurements in seconds. Their results, charts and accuracy.md go into OUT,
+by default a new temporary folder (printed): FROM is left as it is, and nothing is written into
+the repository unless OUT is there (`--out docs/data/case-study/compare` updates the committed
+predictions).
 
-    python scripts/predict_vs_measure.py [--out predict_out] [--repeat 3] [--render]
+    python scripts/predict_vs_measure.py [--out predict_out] [--repeat 3]
+    python scripts/predict_vs_measure.py --render [--from DIR] [--out DIR]
 
 About 20 minutes on 2 cores with --repeat 3. `make case-study` runs the same comparisons (with
-more layouts) into docs/data/case-study/compare/: `--out docs/data/case-study/compare --render`
-predicts the committed ones again.
+more layouts) into docs/data/case-study/compare/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,8 @@ from pipeline.lab.summary import LayoutSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_media" / "car-detection.mp4"
+#: The comparisons `make case-study` measured, committed: what --render predicts by default.
+COMMITTED = ROOT / "docs" / "data" / "case-study" / "compare"
 WORKLOADS = ("gil-bound", "gil-free", "default")
 #: Predictions off by more than this share of the measured speedup are marked as misses.
 TOLERANCE = 0.15
@@ -50,6 +58,19 @@ def measure(out: Path, repeat: int) -> None:
         ]
         print("$ vidpipe " + " ".join(command[3:]), file=sys.stderr)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+
+
+def render(source: Path, out: Path) -> None:
+    """Predict the comparisons in `source` again into `out` (the same folder: in place): each
+    workload's results.json and results.md, and its speedup chart."""
+    for workload in WORKLOADS:
+        folder = out / workload
+        if source.resolve() != out.resolve():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / workload / "results.json", folder / "results.json")
+        summaries = repredict(folder)
+        cores = json.loads((folder / "results.json").read_text())
+        speedup_chart(summaries, cores["forecast"]["usable_cores"], folder / "speedup.png")
 
 
 def prediction_errors(
@@ -103,22 +124,32 @@ def cores_table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("predict_out"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where results go (predict_out; with --render, a new temporary folder)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--render",
         action="store_true",
-        help="measure nothing: predict OUT's measurements again with the model as it is now",
+        help="measure nothing: predict FROM's measurements again with the model as it is now",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=COMMITTED,
+        help="with --render: the comparisons to predict again, left as they are unless OUT is "
+        "the same folder (docs/data/case-study/compare, the committed ones)",
     )
     args = parser.parse_args()
-    if args.render:  # the committed measurements, predicted again by the model as it is now
-        for workload in WORKLOADS:
-            summaries = repredict(args.out / workload)
-            cores = json.loads((args.out / workload / "results.json").read_text())
-            speedup_chart(
-                summaries, cores["forecast"]["usable_cores"], args.out / workload / "speedup.png"
-            )
+    if args.render:  # measurements made before, predicted again by the model as it is now
+        if args.out is None:
+            args.out = Path(tempfile.mkdtemp(prefix="predict-render-"))
+        render(args.source, args.out)
     else:
+        args.out = args.out or Path("predict_out")
         measure(args.out, args.repeat)
     results = {w: json.loads((args.out / w / "results.json").read_text()) for w in WORKLOADS}
     env = next(iter(results.values()))["environment"]
@@ -146,6 +177,7 @@ def main() -> int:
     )
     (args.out / "accuracy.md").write_text(text)
     print(text)
+    print(f"written into {args.out}", file=sys.stderr)
     return 0
 
 

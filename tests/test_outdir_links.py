@@ -137,7 +137,7 @@ def test_a_linked_run_folder_of_compare_is_refused(cli, tiny_clip, tmp_path) -> 
         "--tasks", "compress", "--force",
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "is a link" in done.stderr and done.stderr.count("\n") == 1
+    assert "is a symbolic link (to a directory)" in done.stderr and done.stderr.count("\n") == 1
     assert [p.name for p in elsewhere.iterdir()] == ["report.json"]
     assert (elsewhere / "report.json").read_text() == '{"mine": true}'
 

@@ -8,11 +8,13 @@ options to every `vidpipe run` it starts.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config.layout_file import is_layout_file
+from ..errors import did_you_mean
 from .job_options import DEFAULTS, add_job_options, names
 
 __all__ = ["Handlers", "build_parser"]
@@ -22,9 +24,61 @@ __all__ = ["Handlers", "build_parser"]
 Handlers = Mapping[str, Callable[[argparse.Namespace], int]]
 
 
+class _NotParsed(Exception):
+    """A usage error met while `_Parser` looks for unknown options."""
+
+
 class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `error: ...` line, exit 2; an unknown option is named before any
+    missing argument (argparse checks those first: `vidpipe --bogus` would otherwise say
+    that COMMAND is required)."""
+
+    _given: list[str] | None = None
+    _lenient = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        if self._lenient:
+            raise _NotParsed(message)
+        if message.startswith("the following arguments are required"):
+            unknown = self._unknown_options()
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"error: {message}\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a value against an option's choices (a command's name too),
+        naming the choice close to a misspelt value."""
+        choices = action.choices
+        if choices is not None and value not in choices:
+            close = did_you_mean(str(value), [str(choice) for choice in choices])
+            names = ", ".join(map(repr, choices))
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}{close} (choose from {names})"
+            )
+
+    def _unknown_options(self) -> list[str]:
+        """The options in the arguments just parsed that this parser does not know, found by
+        parsing them again with no argument required."""
+        given = self._given or []
+        required = [action for action in self._actions if action.required]
+        self._lenient = True
+        try:
+            for action in required:
+                action.required = False
+            _, extras = super().parse_known_args(given, argparse.Namespace())
+        except _NotParsed:
+            return []
+        finally:
+            for action in required:
+                action.required = True
+            self._lenient = False
+        return [arg for arg in extras if arg.startswith("-") and arg != "-"]
 
 
 def _add_run(sub: Any, handlers: Handlers) -> None:

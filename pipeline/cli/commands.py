@@ -62,7 +62,7 @@ def _compare_job(args: argparse.Namespace) -> tuple[list[str], list[str], RunPla
     compare's pins (what the model predicts from). Bad options fail here, in one line, not
     after the first of many runs."""
     from ..config.layout_file import is_layout_file, read_layout_file
-    from ..config.workloads import WORKLOADS
+    from ..config.workloads import find_workload
     from ..lab.compare import PINNED_OPTIONS
     from ..layouts import LAYOUTS, load_layout
     from ..plan.planner import plan
@@ -77,8 +77,7 @@ def _compare_job(args: argparse.Namespace) -> tuple[list[str], list[str], RunPla
             load_layout(layout)
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
-    if args.workload not in WORKLOADS:
-        raise ConfigError(f"unknown workload '{args.workload}' (available: {', '.join(WORKLOADS)})")
+    find_workload(args.workload)
     given = job_arguments(args)
     pins = {f[2:].replace("-", "_"): int(v) for f, v in PINNED_OPTIONS.items() if f not in given}
     serial = argparse.Namespace(**{**vars(args), **pins, "layout": "serial", "trace": False})

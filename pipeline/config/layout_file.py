@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..plan.outdir import read_regular
 from .settings import StageSpec, StartMethod, Transport, thread_limit
 
@@ -116,18 +116,29 @@ def is_layout_file(layout: str) -> bool:
     return layout.endswith(".toml")
 
 
-class _Table:
-    """A TOML table being read: typed lookups, and an error for any key left unread."""
+def _at(path: str, where: str) -> str:
+    """The start of a message about the place `where` (a table header such as `[frames]`,
+    then a key such as `stages[0]`, or "" for the whole file) in the file at `path`: a key
+    is followed by a colon, a header alone by a space (`[frames] 'pool' must be ...`)."""
+    if not where:
+        return f"layout file {path}: "
+    alone = where.startswith("[") and where.endswith("]") and "] " not in where
+    return f"layout file {path}: {where}{' ' if alone else ': '}"
 
-    def __init__(self, data: Any, where: str, path: str) -> None:
+
+class _Table:
+    """A TOML table being read: typed lookups, and an error for any key left unread.
+    `where` names the table in errors (see `_at`); `what` is what it must be otherwise."""
+
+    def __init__(self, data: Any, where: str, path: str, what: str = "a table") -> None:
         if not isinstance(data, dict):
-            raise ConfigError(f"layout file {path}: {where} must be a table")
+            raise ConfigError(f"{_at(path, where)}must be {what}, got {data!r}")
         self._data = dict(data)
         self._where = where
         self._path = path
 
     def error(self, message: str) -> ConfigError:
-        return ConfigError(f"layout file {self._path}: {self._where}{message}")
+        return ConfigError(f"{_at(self._path, self._where)}{message}")
 
     def take(self, key: str, kind: type, default: Any = None) -> Any:
         if key not in self._data:
@@ -145,8 +156,11 @@ class _Table:
         try:
             return enum_type(value)
         except ValueError:
-            known = ", ".join(m.value for m in enum_type)
-            raise self.error(f"'{key}' must be one of {known}, got '{value}'") from None
+            known = [m.value for m in enum_type]
+            close = did_you_mean(value, known)
+            raise self.error(
+                f"'{key}' must be one of {', '.join(known)}, got '{value}'{close}"
+            ) from None
 
     def positive(self, key: str, most: int) -> int | None:
         value = self.take(key, int)
@@ -179,24 +193,26 @@ def _frames(table: _Table) -> FramesPlan:
 def _stage(entry: Any, where: str, path: str) -> StageSpec:
     from ..stages.loader import parse_stage_spec
 
+    # parse_stage_spec puts its own colon after where it was given.
+    named = f"layout file {path}: {where}"
     if isinstance(entry, str):
-        return parse_stage_spec(entry, f"layout file {path}: {where}")
-    table = _Table(entry, where, path)
+        return parse_stage_spec(entry, named)
+    table = _Table(entry, where, path, what="a stage reference (a string) or a table")
     ref = table.take("stage", str)
     if ref is None:
         raise table.error("a stage table needs 'stage' (a name, FILE.py:CLASS or MODULE:CLASS)")
-    spec = parse_stage_spec(ref, f"layout file {path}: {where}")
+    spec = parse_stage_spec(ref, named)
     return dataclasses.replace(spec, options=(*spec.options, *table.rest().items()))
 
 
 def _task(name: str, data: Any, path: str) -> TaskLayout:
-    where = f"[task.{name}] "
+    where = f"[task.{name}]"
     table = _Table(data, where, path)
     frames = table.take("frames", dict)
     stages = table.take("stages", list, [])
     layout = TaskLayout(
-        frames=_frames(_Table(frames, f"[task.{name}] frames: ", path)) if frames else None,
-        stages=tuple(_stage(s, f"{where}stages[{i}]", path) for i, s in enumerate(stages)),
+        frames=_frames(_Table(frames, f"{where} frames", path)) if frames else None,
+        stages=tuple(_stage(s, f"{where} stages[{i}]", path) for i, s in enumerate(stages)),
         builtin_stages=table.take("builtin_stages", bool, True),
     )
     table.finish()
@@ -208,7 +224,8 @@ def read_layout_file(path: str | Path) -> LayoutFile:
     (missing, not TOML, an unknown key or a bad value, a stage that cannot be parsed)."""
     name = str(path)
     try:
-        data = tomllib.loads(read_regular(Path(path)).decode("utf-8"))
+        # utf-8-sig: a BOM, which some editors write first, is no TOML statement.
+        data = tomllib.loads(read_regular(Path(path)).decode("utf-8-sig"))
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ConfigError(f"layout file {name}: cannot read it ({why})") from exc
@@ -227,7 +244,7 @@ def read_layout_file(path: str | Path) -> LayoutFile:
         tasks=table.choice("tasks", Placement, Placement.PROCESSES),
         start_method=table.choice("start_method", StartMethod),
         save_queue=table.positive("save_queue", MAX_SAVE_QUEUE),
-        frames=_frames(_Table(frames, "[frames] ", name)) if frames else FramesPlan(),
+        frames=_frames(_Table(frames, "[frames]", name)) if frames else FramesPlan(),
         per_task=tuple((task, _task(task, value, name)) for task, value in per_task.items()),
     )
     table.finish()

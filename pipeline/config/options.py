@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from .layout_file import LayoutFile, is_layout_file, read_layout_file
 from .settings import (
     MAX_CLUSTER_WORKERS,
@@ -95,11 +95,8 @@ class RunOptions:
             f"--ray-address must be HOST:PORT, got {self.ray_address!r}",
         )
         unknown = sorted({task for task, _ in self.stages} - set(self.tasks))
-        check(
-            not unknown,
-            f"--stage: task '{unknown[0] if unknown else ''}' is not run "
-            f"(--tasks {','.join(self.tasks)})",
-        )
+        if unknown:
+            raise ConfigError(f"--stage: task '{unknown[0]}' {_not_run(unknown[0], self.tasks)}")
         check(
             self.segment_frames >= 0,
             f"--segment-frames must be 0 (one piece) or more, got {self.segment_frames}",
@@ -125,8 +122,7 @@ def apply_layout_file(options: RunOptions) -> RunOptions:
     unknown = sorted({task for task, _ in layout.per_task} - set(options.tasks))
     if unknown:
         raise ConfigError(
-            f"layout file {layout.path}: [task.{unknown[0]}] is not run "
-            f"(--tasks {','.join(options.tasks)})"
+            f"layout file {layout.path}: [task.{unknown[0]}] " + _not_run(unknown[0], options.tasks)
         )
     stages = tuple((task, spec) for task, plan in layout.per_task for spec in plan.stages)
     return dataclasses.replace(
@@ -135,3 +131,9 @@ def apply_layout_file(options: RunOptions) -> RunOptions:
         start_method=layout.start_method or options.start_method,
         stages=(*stages, *options.stages),
     )
+
+
+def _not_run(task: str, tasks: tuple[str, ...]) -> str:
+    """What is wrong with `task`, named by `--stage` or a layout file but not among the
+    `tasks` run, with the one of them it may have meant."""
+    return f"is not run{did_you_mean(task, tasks)} (--tasks {','.join(tasks)})"

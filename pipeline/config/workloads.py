@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from .options import RunOptions
 
-__all__ = ["WORKLOADS", "Workload", "apply_workload"]
+__all__ = ["WORKLOADS", "Workload", "apply_workload", "find_workload"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,21 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-def apply_workload(options: RunOptions, name: str, explicit: set[str]) -> RunOptions:
-    """`options` with the preset `name` applied, except for the settings in `explicit`."""
+def find_workload(name: str) -> Workload:
+    """The preset `name`; `ConfigError` naming the presets (and a close one) if unknown."""
     workload = WORKLOADS.get(name)
     if workload is None:
-        raise ConfigError(f"unknown workload '{name}' (available: {', '.join(WORKLOADS)})")
+        raise ConfigError(
+            f"unknown workload '{name}'{did_you_mean(name, WORKLOADS)} (available: "
+            f"{', '.join(WORKLOADS)})"
+        )
+    return workload
+
+
+def apply_workload(options: RunOptions, name: str, explicit: set[str]) -> RunOptions:
+    """`options` with the preset `name` applied, except for the settings in `explicit`;
+    `ConfigError` if there is no such preset (`find_workload`)."""
+    workload = find_workload(name)
     animation = options.animation
     if "particles" not in explicit:
         animation = replace(animation, particles=workload.particles)

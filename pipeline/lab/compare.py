@@ -27,7 +27,7 @@ from ..config.layout_file import is_layout_file
 from ..engine.supervisor import die_with_parent
 from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
 from ..plan.manifest import foreign_files
-from ..plan.outdir import atomic_write_bytes
+from ..plan.outdir import atomic_write_bytes, link_to
 from .comparetable import results_markdown
 from .summary import LayoutSummary, Run, summarize, to_run
 
@@ -189,10 +189,14 @@ def _check_runs_folders(out_dir: Path, names: dict[str, str], repeat: int, *, fo
     for round_ in range(1, repeat + 1):
         for name in names.values():
             folder = _run_folder(out_dir, name, round_)
-            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            if folder.is_symlink():
                 raise ConfigError(
-                    f"--out {out_dir}: {folder} is a link or a file where compare keeps a run; "
-                    "vidpipe never writes through a link: move it away"
+                    f"--out {out_dir}: {folder} is a symbolic link (to {link_to(folder)}) where "
+                    "compare keeps a run; vidpipe never writes through a link: move it away"
+                )
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(
+                    f"--out {out_dir}: {folder} is a file where compare keeps a run; move it away"
                 )
             found = [] if force else foreign_files(folder)
             if found:

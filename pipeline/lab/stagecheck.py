@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
-from ..errors import PipelineError, StageError, reraise_interrupt
+from ..errors import ConfigError, PipelineError, StageError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.loader import build_stage
 from . import gilmeter
@@ -182,7 +182,16 @@ def _rules(
 def _check(stage: Stage, spec: StageSpec, width: int, height: int, count: int) -> StageReport:
     # Every format the stage takes: the decoder hands it I420 frames when every stage of its
     # task accepts them, BGR otherwise, so either may reach it in a run.
-    formats = [f for f in (PixelFormat.BGR24, PixelFormat.YUV420P) if f in stage.accepts]
+    # A video of odd size is decoded to BGR: I420 cannot hold it (`pipeline.plan.tasks`).
+    odd = width % 2 or height % 2
+    possible = (PixelFormat.BGR24,) if odd else (PixelFormat.BGR24, PixelFormat.YUV420P)
+    formats = [f for f in possible if f in stage.accepts]
+    if not formats:
+        takes = ", ".join(sorted(f.value for f in stage.accepts))
+        raise ConfigError(
+            f"--size {width}x{height}: stage {stage.name} takes only {takes} frames, which "
+            "need an even width and height; give an even --size"
+        )
     streams = [StreamSpec(width, height, Fraction(25), f) for f in formats]
     picklable = deterministic = True
     order_independent = thread_safe = None if not stage.frame_independent else True

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from ..config.options import RunOptions
 from ..config.settings import StartMethod
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 __all__ = [
     "CUSTOM",
@@ -119,8 +119,8 @@ def layout_info(name: str) -> LayoutInfo:
     info = LAYOUTS.get(name)
     if info is None:
         raise ConfigError(
-            f"unknown layout '{name}' (available: {', '.join(LAYOUTS)}, or a layout file "
-            "ending in .toml)"
+            f"unknown layout '{name}'{did_you_mean(name, LAYOUTS)} (available: "
+            f"{', '.join(LAYOUTS)}, or a layout file ending in .toml)"
         )
     return info
 

@@ -31,6 +31,7 @@ __all__ = [
     "OutDir",
     "absolute",
     "atomic_write_bytes",
+    "link_to",
     "partial_path",
     "read_regular",
     "temp_files",
@@ -74,6 +75,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def link_to(path: Path) -> str:
+    """What the symbolic link `path` leads to, for messages that refuse it: "a directory",
+    "a file" or "nothing". A message says "a symbolic link" even when it leads to a
+    directory: that is what is wrong with it where vidpipe wants a folder of its own."""
+    return "a directory" if path.is_dir() else "a file" if path.exists() else "nothing"
 
 
 def read_regular(path: Path) -> bytes:

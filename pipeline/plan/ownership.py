@@ -31,6 +31,7 @@ from .outdir import (
     WORK,
     OutDir,
     atomic_write_bytes,
+    link_to,
 )
 from .preflight import check_folders, check_input, check_work
 
@@ -200,6 +201,11 @@ def _lock(path: Path) -> tuple[int, int]:
 def _prepare_root(out: OutDir) -> bool:
     """Create DIR if needed and check it; True when this run created vidpipe's own folder."""
     root = out.root
+    if root.is_symlink() and not root.is_dir():  # a link to a folder is the user's choice
+        raise ConfigError(
+            f"--out {root}: is a symbolic link (to {link_to(root)}), not a directory; give a "
+            "folder, or a link to one"
+        )
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root}: exists and is not a directory")
     try:
@@ -209,8 +215,13 @@ def _prepare_root(out: OutDir) -> bool:
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {root}: directory is not writable")
     work = out.work
-    if work.is_symlink() or (work.exists() and not work.is_dir()):
-        raise ConfigError(f"--out {root}: {work} is not vidpipe's folder (not a directory)")
+    if work.is_symlink():
+        raise ConfigError(
+            f"--out {root}: {work} is a symbolic link (to {link_to(work)}), not vidpipe's "
+            "folder; vidpipe never writes or removes through a link: remove the link"
+        )
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"--out {root}: {work} is a file, not vidpipe's folder; move it away")
     try:
         work.mkdir()  # at once: of two runs starting together, one creates it
     except FileExistsError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..config.options import RunOptions
 from ..config.settings import MAX_FRAME_SIDE, EncoderSettings, StageSpec
-from ..errors import ConfigError, InputError, reraise_interrupt
+from ..errors import ConfigError, InputError, did_you_mean, reraise_interrupt
 from ..media.probe import MediaInfo
 from ..stages import Animate, EvenCrop, PixelFormat, Resize, Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
@@ -196,7 +196,8 @@ def plan_tasks(options: RunOptions, media: MediaInfo) -> tuple[Task, ...]:
         builder = TASK_BUILDERS.get(name)
         if builder is None:
             known = ", ".join(TASK_BUILDERS)
-            raise ConfigError(f"unknown task '{name}' (known: {known})")
+            close = did_you_mean(name, TASK_BUILDERS)
+            raise ConfigError(f"unknown task '{name}'{close} (known: {known})")
         task = builder(options, media)
         if options.layout_file and not options.layout_file.task(name).builtin_stages:
             task = dataclasses.replace(task, stages=())

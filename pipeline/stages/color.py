@@ -43,6 +43,13 @@ class ToI420(Stage):
     def output_spec(self, spec: StreamSpec) -> StreamSpec:
         return dataclasses.replace(spec, pix_fmt=PixelFormat.YUV420P)
 
+    def setup(self, spec: StreamSpec) -> None:
+        # The planner never puts it there; a chain that names it may (`--stage`, check-stage).
+        if spec.width % 2 or spec.height % 2:
+            raise ValueError(
+                f"I420 frames need an even width and height, got {spec.width}x{spec.height}"
+            )
+
     def process(self, frame: np.ndarray, index: int) -> np.ndarray:
         import cv2
 

@@ -34,7 +34,8 @@ class FileModules:
     @classmethod
     def load(cls, path: Path) -> types.ModuleType:
         try:
-            source = read_regular(path).decode("utf-8")
+            # utf-8-sig, as Python reads a file it runs: a BOM first is no statement.
+            source = read_regular(path).decode("utf-8-sig")
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise ConfigError(f"stage file {path}: cannot read it ({why})") from exc

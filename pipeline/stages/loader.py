@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.settings import StageSpec
-from ..errors import ConfigError, reraise_interrupt
+from ..errors import ConfigError, did_you_mean, reraise_interrupt
 from .base import Stage
 from .files import FileModules
 from .plain import FunctionStage, PlainStage
@@ -65,11 +65,13 @@ def parse_stage_spec(text: str, where: str = "stage") -> StageSpec:
         return StageSpec(head, _parse_options(rest, where))
     source, sep, rest = text.partition(":")
     class_name, _, options = rest.partition(":")
-    if not sep or not source or not class_name:
+    # `resiz:height=3` is a misspelt built-in stage with options, not MODULE:CLASS.
+    named = all(part.isidentifier() for part in class_name.split("."))
+    if not sep or not source or not named:
         known = ", ".join(BUILTIN_STAGES)
         raise ConfigError(
             f"{where}: '{text}' is neither a built-in stage ({known}) nor "
-            "FILE.py:CLASS or MODULE:CLASS"
+            f"FILE.py:CLASS or MODULE:CLASS{did_you_mean(head, BUILTIN_STAGES)}"
         )
     return StageSpec(f"{source}:{class_name}", _parse_options(options, where))
 
