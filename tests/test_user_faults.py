@@ -112,9 +112,10 @@ def test_a_lambda_runs_where_nothing_is_sent(layout, cli, tiny_clip, tmp_path, s
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("layout", ["processes", "pool", "segments"])
+@pytest.mark.parametrize("layout", ["processes", "hybrid", "pool", "segments"])
 def test_a_lambda_runs_in_forked_workers(layout, cli, tiny_clip, tmp_path, stage_file) -> None:
-    """D19: a forked worker inherits its stages: nothing is sent, nothing refused."""
+    """D19: a forked worker inherits its stages: nothing is sent, nothing refused; the threads
+    of a frame pool (hybrid) get copies that share the function."""
     done = _run_stage(
         cli, tiny_clip, tmp_path / "out", layout, f"{stage_file}:lam", "--start-method", "fork"
     )
@@ -401,3 +402,11 @@ def test_the_real_limit_on_processes_is_named(layout, cli, tiny_clip, tmp_path) 
         _assert_the_process_limit_is_named(done, out, only_line=False)
     finally:
         shutil.rmtree(room)
+
+
+def test_check_stage_says_why_a_lambda_cannot_go_to_a_worker(cli, stage_file) -> None:
+    """D19's neighbour: check-stage unpickles as a worker would, and says what to write."""
+    done = cli.run("check-stage", f"{stage_file}:lam", timeout=300)
+    assert "is a lambda" in done.stdout and "write it as a def" in done.stdout, done.stdout
+    assert "cannot be copied for each thread" not in done.stdout  # threads share the function
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ to it, again as its file's source when it comes from one.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,12 @@ class FunctionStage(Stage):
     def describe(self) -> str:
         config = _configuration(self._options)
         return f"{self.name}({config})" if config else self.name
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FunctionStage:
+        """A copy for another thread of a frame pool: the same function (code is shared, and
+        a lambda could not be found again by name), its own options."""
+        options = copy.deepcopy(self._options, memo)
+        return FunctionStage(self._function, options, self.frame_independent)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if not FileModules.defined(self._function):  # an importable module's: by reference
