@@ -33,6 +33,7 @@ __all__ = [
     "did_you_mean",
     "interrupt_on",
     "interrupt_on_signal",
+    "process_limit",
     "reraise_interrupt",
 ]
 
@@ -107,8 +108,55 @@ class MediaError(PipelineError):
 
     def __init__(self, message: str, *, stderr_tail: str = "") -> None:
         detail = f" (ffmpeg: {_cause(stderr_tail)})" if stderr_tail.strip() else ""
+        if stderr_tail.strip() and _short_of_processes(stderr_tail):
+            detail = f": could not start a process or thread: {process_limit()}{detail}"
         super().__init__(message + detail)
         self.stderr_tail = stderr_tail
+
+
+def process_limit() -> str:
+    """What to say when a process or thread could not be started (EAGAIN): which limit, and
+    what to do."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    shown = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    return (
+        f"the limit on processes for this user (ulimit -u {shown}, RLIMIT_NPROC), or the "
+        "system's, is reached: raise it, close other programs, or run with fewer --workers"
+    )
+
+
+def _short_of_processes(stderr_tail: str) -> bool:
+    """Whether ffmpeg failed for want of a thread: it says so (EAGAIN's message), or this
+    user's processes and threads are within ffmpeg's threads of their limit (RLIMIT_NPROC).
+    ffmpeg then reports the failed start in its own words, or only what followed from it
+    ("Invalid argument", "Nothing was written")."""
+    return "Resource temporarily unavailable" in stderr_tail or _near_process_limit()
+
+
+def _near_process_limit() -> bool:
+    """Whether this user's processes and threads are within ffmpeg's threads (or a worker's
+    libraries') of their limit, RLIMIT_NPROC: a process or thread started now may fail."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if soft == resource.RLIM_INFINITY or os.geteuid() == 0:  # root is not held to it
+        return False
+    return _user_tasks(os.getuid()) + 2 * (os.cpu_count() or 1) + 8 >= soft
+
+
+def _user_tasks(uid: int) -> int:
+    """Processes and threads of `uid` (what RLIMIT_NPROC counts), as /proc shows them."""
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(fields.get("Uid", "-1").split()[0]) == uid:
+            count += int(fields.get("Threads", "1"))
+    return count
 
 
 # ffmpeg's last words are often a consequence ("nothing was written"); these name the cause.
@@ -142,7 +190,10 @@ class WorkerCrashed(PipelineError):
     """A worker process died without reporting a result (killed, or crashed in native code)."""
 
     def __init__(self, *, task: str, exitcode: int | None, worker: str = "worker process") -> None:
-        super().__init__(f"task '{task}': {worker} died ({describe_exit(exitcode)})")
+        message = f"task '{task}': {worker} died ({describe_exit(exitcode)})"
+        if _near_process_limit():  # a library it imports failed to start its threads
+            message += f": likely, could not start a process or thread: {process_limit()}"
+        super().__init__(message)
         self.task = task
         self.worker = worker
         self.exitcode = exitcode

@@ -76,17 +76,22 @@ def _recorded_pieces(plan: RunPlan, task: Task) -> set[str]:
     }
 
 
+def _remove_temp_files(plan: RunPlan) -> None:
+    """Remove vidpipe's temporary files and partial outputs from the folder and this run's
+    thumbnail folders. A worker killed mid-save leaves its temp file: beside the checkpoints,
+    or a thumbnail's; one killed mid-encode leaves its partial output."""
+    folders = [plan.out_dir, *(plan.out.thumbnails(t.name) for t in plan.tasks)]
+    for leftover in (path for folder in folders for path in temp_files(folder)):
+        leftover.unlink(missing_ok=True)
+
+
 def _remove_leftovers(plan: RunPlan) -> None:
     """Remove what a failed run's killed workers could not: partial outputs, temp files,
     unrecorded pieces, shared memory. Recorded pieces stay, for `--resume`. Only vidpipe's
     temporary files are touched: they carry its name (`pipeline.plan.outdir`)."""
-    # A worker killed mid-save leaves its temp file: beside the checkpoints, or a thumbnail's;
-    # one killed mid-encode leaves its partial output.
     from .engine.shm import ring_name, sweep
 
-    folders = [plan.out_dir, *(plan.out.thumbnails(t.name) for t in plan.tasks)]
-    for leftover in (path for folder in folders for path in temp_files(folder)):
-        leftover.unlink(missing_ok=True)
+    _remove_temp_files(plan)
     for task in plan.tasks:
         sweep([ring_name(plan.run_id, task.name, side) for side in ("in", "out")])
         folder = plan.out.pieces(task.name)
@@ -120,6 +125,9 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     force = plan.options.force
     claim, source = _claim(plan), Path(plan.media.path)
     with ownership.hold(plan.out_dir, claim, source=source, force=force, heartbeat=False) as held:
+        # What a run that ended without cleaning up left (killed, or a stage's os._exit):
+        # only a run holding the folder writes such files, and this one has not begun.
+        _remove_temp_files(plan)
         configure_process(plan.options)
         watchdog = Watchdog(reporter or NullReporter(), plan.options.stall_timeout, held.beat)
         try:

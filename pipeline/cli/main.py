@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import Interrupted, PipelineError, interrupt_on
+from ..errors import Interrupted, PipelineError, interrupt_on, process_limit
 from .args import build_parser
 from .commands import COMMANDS
 
@@ -29,12 +30,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     A failed run whose stage is stuck in a thread that cannot be stopped ends the process at
     once, after cleaning up, instead of returning (`leave_stuck_threads`).
     """
+    _print_any_name()
     code = _main(argv)
     if code != 0:
         from ..engine.supervisor import leave_stuck_threads
 
         leave_stuck_threads(code)
     return code
+
+
+def _print_any_name() -> None:
+    """Let stdout and stderr print any path: a terminal whose encoding cannot show a name
+    (PYTHONIOENCODING=ascii and `out-é`) gets it with backslash escapes, instead of failing a
+    finished run on its last line. Error handlers already chosen (surrogateescape for names
+    that are not UTF-8) are kept."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 #: OS errors that a limit of the user's machine causes, not vidpipe: what to do about each.
@@ -45,9 +57,10 @@ _LIMITS = {
     errno.ENOSPC: "no space left on the device{where}: free space there (or choose another "
     "--out) and run again",
     errno.EDQUOT: "disk quota exceeded{where}: free space there and run again",
-    errno.EAGAIN: "the system refused a new process or thread (ulimit -u {nproc}): raise the "
-    "limit or run with fewer --workers",
+    errno.EAGAIN: "could not start a process or thread: {nproc}",
 }
+#: What Python raises when a thread cannot be started (pthread_create's EAGAIN): the same limit.
+_NO_THREAD = "can't start new thread"
 
 
 def _user_limit(exc: BaseException) -> str | None:
@@ -57,15 +70,25 @@ def _user_limit(exc: BaseException) -> str | None:
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _LIMITS:
-            where = f" ({seen.filename})" if seen.filename else ""
-            return _LIMITS[seen.errno].format(
+        code = seen.errno if isinstance(seen, OSError) else None
+        if isinstance(seen, RuntimeError) and str(seen) == _NO_THREAD:
+            code = errno.EAGAIN  # in this process, or a worker's, sent back
+        if code in _LIMITS:
+            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
+            return _LIMITS[code].format(
                 where=where,
-                nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                nproc=resource.getrlimit(resource.RLIMIT_NPROC)[0],
+                nofile=_soft_limit(resource.RLIMIT_NOFILE),
+                nproc=process_limit(),
             )
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _soft_limit(which: int) -> str:
+    import resource
+
+    soft = resource.getrlimit(which)[0]
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 def _resolve_paths(args: argparse.Namespace) -> None:

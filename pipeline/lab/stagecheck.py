@@ -34,6 +34,7 @@ import numpy as np
 from ..config.settings import StageSpec, usable_cores
 from ..errors import ConfigError, PipelineError, StageError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
+from ..stages.files import FileModules, Unsendable
 from ..stages.loader import build_stage
 from . import gilmeter
 from .stageframes import SHARING_THREADS, by_threads, digests, generated_frames
@@ -117,8 +118,12 @@ def _picklable(
 ) -> str | None:
     """What is wrong with `stage` travelling to a worker process pickled, or None."""
     try:
-        copied = pickle.loads(pickle.dumps(stage))
+        sent = pickle.dumps(stage)
+        with FileModules.as_in_a_new_process():  # as a worker unpickles it
+            copied = pickle.loads(sent)
     except Exception as exc:
+        if isinstance(exc, Unsendable):  # it says what to write instead
+            return f"not picklable: process layouts cannot send it to their workers: {exc}"
         return (
             f"not picklable before setup() ({type(exc).__name__}: {exc}): process layouts "
             "cannot send it to their workers; keep only configuration until setup()"

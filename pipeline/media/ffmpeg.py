@@ -30,6 +30,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -82,8 +83,18 @@ def _dying_with(parent: int) -> None:
 
 @functools.cache
 def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg; `RuntimeError` when there is
+    none, `OSError` when no process could be started to find out."""
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError as exc:
+        # imageio runs each candidate to check it, and takes a refused start (the limit on
+        # processes reached) for "not found": a process started here tells the two apart.
+        try:
+            subprocess.run([sys.executable, "-S", "-c", ""], check=False)
+        except OSError as refused:
+            raise refused from exc
+        raise
 
 
 @functools.cache
@@ -208,12 +219,32 @@ class FFmpegProcess:
         self.pid = self._proc.pid
         with _registry_lock:
             _live.add(self)
-        _grow_pipe(self._proc.stdin)
-        _grow_pipe(self._proc.stdout)
-        self._drain = threading.Thread(
-            target=self._drain_stderr, name=f"stderr-{role}", daemon=True
-        )
-        self._drain.start()
+        try:
+            _grow_pipe(self._proc.stdin)
+            _grow_pipe(self._proc.stdout)
+            self._drain = threading.Thread(
+                target=self._drain_stderr, name=f"stderr-{role}", daemon=True
+            )
+            self._drain.start()  # may fail: the limit on threads reached
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Kill and reap a child this object could not finish starting: nobody would stop it,
+        and it would go on writing a partial output after the run has swept them away."""
+        self.kill()
+        with self._lock:
+            os.waitpid(self.pid, 0)
+            self._reaped = True
+        drain = getattr(self, "_drain", None)
+        if drain is not None and drain.ident is not None:  # started (a signal came after)
+            drain.join()  # ends at EOF, now that ffmpeg is dead: then its pipe may close
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+        with _registry_lock:
+            _live.discard(self)
 
     @property
     def stdin(self) -> IO[bytes]:

@@ -22,6 +22,8 @@ from ..instrument import faults
 from ..layouts import check_layout, layout_info, sends_stages
 from ..media.probe import MediaInfo, probe
 from ..report.results import TaskResult
+from ..stages.base import Stage
+from ..stages.files import FileModules, Unsendable
 from .checkpoints import load_previous
 from .identity import input_identity, job_key
 from .outdir import OutDir, absolute
@@ -137,15 +139,25 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
 
 
 def _check_sendable(tasks: tuple[Task, ...], options: RunOptions) -> None:
-    """Refuse a stage that cannot travel to a worker process (pickled), naming it and why."""
+    """Refuse a stage that cannot travel to a worker process, naming it and why: each is
+    pickled and unpickled here as a worker would unpickle it (`FileModules.as_in_a_new_process`),
+    so that what passes here cannot fail there."""
     for task in tasks:
         for stage in task.stages:
             try:
-                pickle.dumps(stage)
+                sent = pickle.dumps(stage)
+                with FileModules.as_in_a_new_process():
+                    pickle.loads(sent)
             except Exception as exc:
-                raise ConfigError(
-                    f"task '{task.name}': stage '{stage.name}' cannot be sent to a worker "
-                    f"process under --layout {options.layout} ({type(exc).__name__}: {exc}): "
-                    "a stage holds only plain configuration until setup(); or run it under "
-                    "--layout serial or threads, or --start-method fork"
-                ) from exc
+                raise ConfigError(_unsendable(task, stage, options, exc)) from exc
+
+
+def _unsendable(task: Task, stage: Stage, options: RunOptions, exc: Exception) -> str:
+    where = f"task '{task.name}': stage '{stage.name}' cannot be sent to a worker process"
+    instead = "or run it under --layout serial or threads, or --start-method fork"
+    if isinstance(exc, Unsendable):  # it says why, and what to write instead
+        return f"{where} under --layout {options.layout}: {exc} ({instead})"
+    return (
+        f"{where} under --layout {options.layout} ({type(exc).__name__}: {exc}): a stage "
+        f"holds only plain configuration until setup(); {instead}"
+    )

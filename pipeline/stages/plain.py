@@ -18,8 +18,8 @@ to it, again as its file's source when it comes from one.
 
 from __future__ import annotations
 
+import copy
 import inspect
-import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -115,12 +115,16 @@ class FunctionStage(Stage):
         config = _configuration(self._options)
         return f"{self.name}({config})" if config else self.name
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> FunctionStage:
+        """A copy for another thread of a frame pool: the same function (code is shared, and
+        a lambda could not be found again by name), its own options."""
+        options = copy.deepcopy(self._options, memo)
+        return FunctionStage(self._function, options, self.frame_independent)
+
     def __reduce__(self) -> tuple[Any, ...]:
-        module = sys.modules.get(self._function.__module__)
-        source = getattr(module, "__vidpipe_source__", None)
-        if source is None:  # an importable module's function: pickled by reference
+        if not FileModules.defined(self._function):  # an importable module's: by reference
             return (FunctionStage, (self._function, self._options, self.frame_independent))
-        where = (source, module.__file__, self._function.__qualname__)  # type: ignore[union-attr]
+        where = FileModules.where(self._function)  # a lambda: Unsendable, saying why
         return (_rebuild_file_function, (*where, self._options, self.frame_independent))
 
 
