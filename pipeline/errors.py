@@ -27,6 +27,7 @@ __all__ = [
     "SaveError",
     "StageError",
     "WorkerCrashed",
+    "WorkerStopped",
     "describe_exit",
     "interrupt_on",
     "interrupt_on_signal",
@@ -135,6 +136,21 @@ class WorkerCrashed(PipelineError):
         self.task = task
         self.worker = worker
         self.exitcode = exitcode
+
+
+class WorkerStopped(WorkerCrashed):
+    """A worker process was stopped by a signal (`signum`) that vidpipe did not send: another
+    program's SIGTERM to that one worker. It cleaned up and said so; the run fails, naming
+    it, rather than passing for an interruption of the whole run. A `WorkerCrashed` (the
+    run lost a worker), with the exit code the signal would have given."""
+
+    def __init__(self, *, task: str, signum: int, worker: str = "worker process") -> None:
+        name = signal.Signals(signum).name
+        PipelineError.__init__(self, f"task '{task}': {worker} was stopped by {name} from outside")
+        self.task = task
+        self.worker = worker
+        self.exitcode = -signum
+        self.signum = signum
 
 
 class Interrupted(KeyboardInterrupt):
