@@ -214,6 +214,27 @@ def test_a_stage_child_in_a_session_of_its_own_dies_with_the_worker(
     assert len(_warnings(done.stderr)) == 1, done.stderr
 
 
+@pytest.mark.timeout(180)
+def test_predict_kills_and_names_what_its_measurements_leave(cli, tiny_clip, tmp_path) -> None:
+    """`predict` sets the stages up again after its serial run, to measure them: what they
+    leave then goes too, and each stage is named once."""
+    threads = _stage_file(tmp_path, THREAD_STAGE)
+    children = tmp_path / "children.py"
+    children.write_text(CHILD_STAGE)
+    marker = tmp_path / "children"
+    done = cli.run(
+        "predict", tiny_clip, "--tasks", "compress",
+        "--stage", f"compress:{threads}:Lingers",
+        "--stage", f"compress:{children}:Spawns:marker={marker}", timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(_pids_in(marker)) > 1, "predict set the stage up once only"
+    _assert_dead(_pids_in(marker))
+    warnings = _warnings(done.stderr)
+    assert len(warnings) == 2, done.stderr
+    assert "stage 'Lingers' left" in warnings[0] and "stage 'Spawns' left" in warnings[1]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("layout", ["serial", "processes"])
 def test_a_stage_child_that_ignores_sigterm_is_killed(layout, cli, tiny_clip, tmp_path) -> None:

@@ -32,10 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     would wait for that thread at exit for ever.
     """
     code = _main(argv)
-    from ..engine.leftovers import leave_stuck_threads, threads_left
+    from ..engine import leftovers
 
-    if code != 0 or threads_left():
-        leave_stuck_threads(code)
+    # What stages left that no run settled: those `predict` and `compare --predict` set up
+    # to measure them.
+    leftovers.warn(leftovers.settle())
+    if code != 0 or leftovers.threads_left():
+        leftovers.leave_stuck_threads(code)
     return code
 
 

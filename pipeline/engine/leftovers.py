@@ -115,6 +115,8 @@ _adopted: list[Leftover] = []
 _own: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 #: The threads `settle` found that stages left running.
 _left: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+#: The stages `warn` has named.
+_warned: set[str] = set()
 
 
 def own_thread(thread: threading.Thread) -> None:
@@ -362,7 +364,9 @@ def settle() -> list[Leftover]:
         watched, adopted = list(_watched), list(_adopted)
         _watched.clear()
         _adopted.clear()
-    own = _vidpipes_own() if watched else set()
+    if not watched:
+        return _merged(adopted)
+    own = _vidpipes_own()
     threads: dict[threading.Thread, list[_Record]] = {}
     children: dict[tuple[int, float], tuple[psutil.Process, list[_Record]]] = {}
     for record in watched:
@@ -379,8 +383,12 @@ def settle() -> list[Leftover]:
         named.setdefault(first.stage, ([], []))[1].append(_name(proc))
     _kill([proc for proc, _ in children.values()])
     _left.update(threads)
+    return _merged([*adopted, *(Leftover(s, tuple(t), tuple(c)) for s, (t, c) in named.items())])
+
+
+def _merged(found: list[Leftover]) -> list[Leftover]:
+    """One `Leftover` per stage, in the order first seen."""
     merged: dict[str, Leftover] = {}
-    found = [*adopted, *(Leftover(s, tuple(t), tuple(c)) for s, (t, c) in named.items())]
     for left in found:
         before = merged.get(left.stage, Leftover(left.stage))
         merged[left.stage] = Leftover(
@@ -395,9 +403,13 @@ def threads_left() -> bool:
 
 
 def warn(found: Iterable[Leftover]) -> None:
-    """Print the warning line of each `Leftover` on stderr."""
+    """Print the warning line of each `Leftover` on stderr, once per stage in this process: a
+    stage that a command sets up again after its run (`predict` measures it) is named once,
+    as is one that a long-lived program runs job after job."""
     for left in found:
-        print(left.line(), file=sys.stderr)
+        if left.stage not in _warned:
+            _warned.add(left.stage)
+            print(left.line(), file=sys.stderr)
 
 
 def leave_stuck_threads(code: int) -> None:
