@@ -323,7 +323,7 @@ def _python_workers(tag: str, parent: int) -> list[psutil.Process]:
     for proc in tagged_processes(tag):
         try:
             cmdline = " ".join(proc.cmdline())
-            worker = "spawn_main" in cmdline or "vidpipe-" in cmdline
+            worker = proc.name().startswith("python")  # spawned, or forked (the parent's name)
             helper = "resource_tracker" in cmdline or "forkserver" in cmdline
             if proc.ppid() == parent and worker and not helper:
                 found.append(proc)
@@ -342,16 +342,18 @@ def _a_worker(tag: str, parent: int, proc: subprocess.Popen[str]) -> psutil.Proc
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
-    ("layout", "named"),
+    ("layout", "start", "named"),
     [
-        ("processes", r"task 'compress': worker process was stopped by SIGTERM from outside"),
-        ("pool", r"task 'compress': worker process was stopped by SIGTERM from outside"),
-        ("segments", r"task 'compress': segment \d+ worker was stopped by SIGTERM from outside"),
-        ("hybrid", r"task 'compress': worker process was stopped by SIGTERM from outside"),
+        ("processes", "spawn", "worker process"),
+        ("processes", "fork", "worker process"),
+        ("pool", "spawn", "worker process"),
+        ("segments", "spawn", r"segment \d+ worker"),
+        ("segments", "fork", r"segment \d+ worker"),
+        ("hybrid", "spawn", "worker process"),
     ],
 )
 def test_sigterm_to_one_worker_fails_the_run_naming_that_worker(
-    layout, named, cli, make_clip, tmp_path
+    layout, start, named, cli, make_clip, tmp_path
 ) -> None:
     clip = make_clip("slow.mp4", size="160x120", frames=100)
     stage = _stage_file(tmp_path, CHILD_STAGE)
@@ -359,6 +361,7 @@ def test_sigterm_to_one_worker_fails_the_run_naming_that_worker(
     out = tmp_path / "out"
     proc = cli.start(
         "run", clip, "--out", out, "--layout", layout, "--workers", "2", "--tasks", "compress",
+        "--start-method", start,
         "--stage", f"compress:{stage}:Spawns:marker={marker},slow=0.1", "--no-progress",
     )  # fmt: skip
     _wait_for(marker, proc)  # a stage is set up: its worker is at work
@@ -367,7 +370,8 @@ def test_sigterm_to_one_worker_fails_the_run_naming_that_worker(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and re.fullmatch(f"error: {named}", errors[0]), stderr
+    expected = f"error: task 'compress': {named} was stopped by SIGTERM from outside"
+    assert len(errors) == 1 and re.fullmatch(expected, errors[0]), stderr
     assert "Traceback" not in stderr
     assert_tree_gone(cli.tag)
     assert not (out / "compressed.mp4").exists() and not list(out.rglob("*.part"))
