@@ -13,12 +13,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import assert_tree_gone, tagged_processes
+from conftest import ROOT, assert_tree_gone, tagged_processes
 
 LAYOUTS = ["serial", "threads", "processes", "pool", "segments"]
 #: Every layout but ray, hybrid (a thread pool in a task process) among them.
@@ -421,3 +422,29 @@ def test_sigterm_to_vidpipe_itself_is_still_an_interruption(
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted by SIGTERM", stderr
     assert_tree_gone(cli.tag)
+
+
+def test_an_interrupt_that_lands_where_python_cannot_raise_is_delivered_again() -> None:
+    """A SIGTERM whose handler runs in an at-fork callback or a `__del__` (a stage starting a
+    child, ffmpeg starting) is not "Exception ignored" and lost: it interrupts what runs next
+    (seen as a run that went on after SIGTERM, in the interrupt tests above)."""
+    code = (
+        "import os, signal\n"
+        "from pipeline.errors import Interrupted, interrupt_on\n"
+        "interrupt_on(signal.SIGTERM)\n"
+        "class Dies:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        for _ in range(1000): pass\n"
+        "try:\n"
+        "    Dies()\n"
+        "    for _ in range(10**8): pass\n"
+        "    print('not interrupted')\n"
+        "except Interrupted as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.stdout.strip() == "interrupted by SIGTERM", done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
