@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import signal
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "SaveError",
     "StageError",
     "WorkerCrashed",
+    "WorkerStopped",
     "describe_exit",
     "did_you_mean",
     "interrupt_on",
@@ -199,6 +201,21 @@ class WorkerCrashed(PipelineError):
         self.exitcode = exitcode
 
 
+class WorkerStopped(WorkerCrashed):
+    """A worker process was stopped by a signal (`signum`) that vidpipe did not send: another
+    program's SIGTERM to that one worker. It cleaned up and said so; the run fails, naming
+    it, rather than passing for an interruption of the whole run. A `WorkerCrashed` (the
+    run lost a worker), with the exit code the signal would have given."""
+
+    def __init__(self, *, task: str, signum: int, worker: str = "worker process") -> None:
+        name = signal.Signals(signum).name
+        PipelineError.__init__(self, f"task '{task}': {worker} was stopped by {name} from outside")
+        self.task = task
+        self.worker = worker
+        self.exitcode = -signum
+        self.signum = signum
+
+
 class Interrupted(KeyboardInterrupt):
     """The run was interrupted by a signal (Ctrl-C or SIGTERM) and is shutting down.
 
@@ -251,6 +268,37 @@ def interrupt_on(signum: int) -> None:
     global _INTERRUPTIBLE
     _INTERRUPTIBLE = os.getpid()
     signal.signal(signum, interrupt_on_signal)
+    if not isinstance(sys.unraisablehook, _Redeliver):
+        sys.unraisablehook = _Redeliver(sys.unraisablehook)
+
+
+#: Seconds after which an interruption that could not be raised is delivered again.
+_REDELIVER_AFTER = 0.01
+
+
+class _Redeliver:
+    """An unraisable-exception hook that delivers an `Interrupted` again.
+
+    A signal's handler runs wherever the main thread is, also where Python cannot raise (an
+    at-fork callback while a child process starts, a `__del__`): there the interruption would
+    be printed as "Exception ignored" and lost, and the run go on, its signal ignored from
+    then on. The signal is sent again, from a thread, a moment later (sent from here, its
+    handler would run here, in the hook), and interrupts the code that runs then instead."""
+
+    def __init__(self, hook: Any) -> None:
+        self._hook = hook
+
+    def __call__(self, unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, Interrupted) and os.getpid() == _INTERRUPTIBLE:
+            import threading
+
+            signal.signal(error.signum, interrupt_on_signal)
+            again = threading.Timer(_REDELIVER_AFTER, os.kill, (os.getpid(), error.signum))
+            again.daemon = True
+            again.start()
+            return
+        self._hook(unraisable)
 
 
 def interrupt_on_signal(signum: int, frame: object) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .config.options import RunOptions
+from .engine import leftovers
 from .engine.watchdog import Watchdog
 from .errors import ConfigError
 from .instrument import trace
@@ -113,6 +114,11 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
     anything is touched, unless `options.force`; another run holding the folder raises
     `FolderInUse`; an input lying where the run writes raises `ConfigError`. Raises
     `PipelineError` subclasses when processing fails.
+
+    What a stage leaves running after its `teardown()` is the run's business too
+    (`pipeline.engine.leftovers`): its child processes are killed when the run ends, whether
+    it succeeded or not, and a warning line on stderr names them, and the threads it left
+    (which a program using the library then has to stop; `vidpipe` exits without them).
     """
     # Imported here, not at the top: planning (and probing the input, the first ffmpeg a run
     # starts) needs neither numpy nor OpenCV, which these bring.
@@ -139,6 +145,8 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
             _remove_leftovers(plan)
             raise
         finally:
+            # What a stage left running: its children killed, all of it named.
+            leftovers.warn(leftovers.settle())
             if plan.trace_dir is not None:
                 shutil.rmtree(plan.trace_dir, ignore_errors=True)
         for name in plan.options.tasks:

@@ -27,15 +27,20 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code.
 
-    A failed run whose stage is stuck in a thread that cannot be stopped ends the process at
-    once, after cleaning up, instead of returning (`leave_stuck_threads`).
+    A failed run whose stage is stuck in a thread that cannot be stopped, or any run whose
+    stage left a thread running after its teardown (named in a warning), ends the process at
+    once, after cleaning up, instead of returning (`leave_stuck_threads`): the interpreter
+    would wait for that thread at exit for ever.
     """
     _print_any_name()
     code = _main(argv)
-    if code != 0:
-        from ..engine.supervisor import leave_stuck_threads
+    from ..engine import leftovers
 
-        leave_stuck_threads(code)
+    # What stages left that no run settled: those `predict` and `compare --predict` set up
+    # to measure them.
+    leftovers.warn(leftovers.settle())
+    if code != 0 or leftovers.threads_left():
+        leftovers.leave_stuck_threads(code)
     return code
 
 

@@ -14,6 +14,7 @@ from ..instrument.cpuclock import CpuLedger
 from ..instrument.faults import fault_at
 from ..stages.base import Stage, StreamSpec
 from ..stages.color import ToBGR, ToI420
+from .leftovers import StageWatch
 
 __all__ = ["STAGE_FAILURES", "StageChain", "copy_stages", "mismatch"]
 
@@ -115,23 +116,40 @@ class StageChain:
         # the colour conversion that the planner may have put behind it.
         own = [stage for stage in stages if not isinstance(stage, ToBGR | ToI420)]
         self._fault_stage: Stage | None = (own or list(stages))[-1] if stages else None
+        #: The stages to name for what the chain left running (`pipeline.engine.leftovers`).
+        self._own = own or list(stages)
+        self._watch: StageWatch | None = None
         #: Each stage's time on frames, by stage name: wall, on a CPU, waiting for a core;
         #: `cpu` when given, a ledger that several chains share (it has a lock).
         self.cpu = cpu or CpuLedger()
 
     def __enter__(self) -> StageChain:
+        # What a stage starts and leaves running after teardown() is found and named.
+        watch = self._watch = StageWatch() if self.stages else None
+        try:
+            self._set_up(watch)
+        except BaseException:
+            if watch is not None:  # no __exit__ may follow a failed __enter__
+                watch.end(self._own)
+            raise
+        return self
+
+    def _set_up(self, watch: StageWatch | None) -> None:
         spec = self.spec
         for stage in self.stages:
             try:
                 stage.setup(spec)
             except STAGE_FAILURES as exc:
+                if watch is not None:
+                    watch.set_up(stage)
                 reraise_interrupt(exc)
                 raise StageError(
                     task=self.task, stage=stage.name, index=-1, error=f"setup() raised {exc!r}"
                 ) from exc
+            if watch is not None:
+                watch.set_up(stage)
             self._ready.append(stage)
             spec = stage.output_spec(spec)
-        return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         """Tear every stage down, also after errors; the first teardown error is raised as a
@@ -141,7 +159,16 @@ class StageChain:
         does not return in time is left running (in a daemon thread, which the process exits
         without) rather than holding the interruption for ever.
         """
-        interrupted = isinstance(exc, KeyboardInterrupt)
+        try:
+            failed = self._teardown(interrupted=isinstance(exc, KeyboardInterrupt))
+        finally:
+            if self._watch is not None:
+                self._watch.end(self._own)
+        if failed is not None and exc is None:
+            raise failed
+
+    def _teardown(self, *, interrupted: bool) -> StageError | None:
+        """Tear down every stage set up, last first; the first teardown error, or None."""
         failed: StageError | None = None
         for stage in reversed(self._ready):
             try:
@@ -160,8 +187,7 @@ class StageChain:
                     )
                     failed.__cause__ = err
         self._ready.clear()
-        if failed is not None and exc is None:
-            raise failed
+        return failed
 
     @property
     def seconds(self) -> dict[str, float]:

@@ -32,6 +32,7 @@ from ..plan.tasks import in_order_because
 from ..report.results import WorkerStats
 from ..stages.base import StreamSpec
 from .chain import StageChain, copy_stages
+from .leftovers import own_thread
 
 __all__ = [
     "FrameMapper",
@@ -225,6 +226,7 @@ class ThreadMapper(FrameMapper):
         """This thread's chain, set up on its first frame."""
         chain: StageChain | None = getattr(self._mine, "chain", None)
         if chain is None:
+            own_thread(threading.current_thread())  # another chain's watch may see it start
             with self._lock:
                 chain = StageChain(self._task, self._spare.pop(), self._spec, self._cpu)
                 self._chains.append(chain)  # torn down at the end even if setup fails

@@ -12,8 +12,18 @@ from typing import Any
 
 from ..report.reporters import Reporter
 from ..report.results import TaskResult
+from .leftovers import Leftover
 
-__all__ = ["Failure", "FrameReady", "FramesDone", "Hook", "Result", "TaskFinished", "TaskStarted"]
+__all__ = [
+    "Failure",
+    "FrameReady",
+    "FramesDone",
+    "Hook",
+    "Result",
+    "StageLeftovers",
+    "TaskFinished",
+    "TaskStarted",
+]
 
 
 class Hook:
@@ -63,6 +73,14 @@ class Failure:
 
     error: BaseException
     traceback: str
+
+
+@dataclass(frozen=True)
+class StageLeftovers:
+    """What the worker's stages left running after `teardown()`: its children are killed by
+    now, its threads end with it. Sent before its `Result` or `Failure`."""
+
+    found: tuple[Leftover, ...]
 
 
 @dataclass(frozen=True)

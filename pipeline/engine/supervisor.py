@@ -23,7 +23,6 @@ import ctypes
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -34,11 +33,28 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..errors import PipelineError, RemoteTraceback, WorkerCrashed, interrupt_on
+from ..errors import (
+    Interrupted,
+    PipelineError,
+    RemoteTraceback,
+    WorkerCrashed,
+    WorkerStopped,
+    interrupt_on,
+)
 from ..media import ffmpeg
 from ..report.reporters import Reporter
 from ..report.results import TaskResult
-from .messages import Failure, FramesDone, Hook, Result, TaskFinished, TaskStarted
+from . import leftovers
+from .leftovers import leave_stuck_threads
+from .messages import (
+    Failure,
+    FramesDone,
+    Hook,
+    Result,
+    StageLeftovers,
+    TaskFinished,
+    TaskStarted,
+)
 
 __all__ = ["Supervisor", "WorkerLink", "die_with_parent", "leave_stuck_threads"]
 
@@ -89,22 +105,6 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def leave_stuck_threads(code: int) -> None:
-    """End this process now with `code` if a thread it cannot stop is still running.
-
-    A thread cannot be killed: one stuck in a stage (a `sleep` for ever, a hung library call)
-    would keep the interpreter from exiting, which joins every non-daemon thread at exit (the
-    threads of a `ThreadPoolExecutor` among them). Called once a failed run has cleaned up
-    after itself, so that nothing is left but the stuck thread, which dies with the process.
-    """
-    main = threading.main_thread()
-    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
-
-
 def die_with_parent() -> None:
     """Ask Linux to SIGTERM this process when its parent dies (no-op elsewhere).
 
@@ -147,14 +147,18 @@ def _worker_main(
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except BaseException as exc:  # a stop request that came first is reported as such
         message = Failure(_portable(exc), traceback.format_exc())
+    left = leftovers.settle()  # the stages' children killed, their threads named
     try:
+        if left:
+            conn.send(StageLeftovers(tuple(left)))
         conn.send(message)
     except OSError:
         pass  # the parent is gone (killed): nobody to tell, and nothing to print
     finally:
         conn.close()
-    if isinstance(message, Failure):
-        leave_stuck_threads(1)
+    # Reported: a thread a stage left running must not hold the worker's exit (its parent
+    # would wait for it, and the run pass for stalled).
+    leave_stuck_threads(1 if isinstance(message, Failure) else 0)
 
 
 @dataclass(eq=False)
@@ -195,6 +199,9 @@ class Supervisor:
         self._reporter = reporter
         self._on_message = on_message
         self._workers: list[_Worker] = []
+        #: Set once `stop` has asked the workers to stop: an interruption they report after
+        #: that is ours; one before it came from outside.
+        self._stopping = False
 
     def start(
         self,
@@ -282,12 +289,22 @@ class Supervisor:
         elif isinstance(message, Result):
             worker.result, worker.finished = message.value, True
         elif isinstance(message, Failure):
-            message.error.__cause__ = RemoteTraceback(message.traceback)
+            error = self._failure(worker, message.error)
+            error.__cause__ = RemoteTraceback(message.traceback)
             worker.finished = True
-            raise message.error
+            raise error
+        elif isinstance(message, StageLeftovers):
+            leftovers.adopt(message.found)
         elif self._on_message is not None:
             self._on_message(worker.name, message)
         return True
+
+    def _failure(self, worker: _Worker, error: BaseException) -> BaseException:
+        """The error to raise for a worker's failure: an interruption that this supervisor
+        did not ask for (a SIGTERM sent to that worker alone) fails the run naming it."""
+        if isinstance(error, Interrupted) and not self._stopping:
+            return WorkerStopped(task=worker.task, worker=worker.role, signum=error.signum)
+        return error
 
     def _reap(self, worker: _Worker) -> None:
         while not worker.finished and worker.conn.poll():  # what it sent before exiting
@@ -308,6 +325,7 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop and join every worker; kill what remains of their process groups."""
+        self._stopping = True
         started = [w for w in self._workers if w.process.pid is not None]
         for w in started:
             if w.process.is_alive() and not w.finished:  # finished ones are exiting already

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 
 from ..config.settings import StageSpec, usable_cores
+from ..engine import leftovers
+from ..engine.leftovers import StageWatch
 from ..errors import ConfigError, PipelineError, StageError, reraise_interrupt
 from ..stages.base import PixelFormat, Stage, StreamSpec
 from ..stages.files import FileModules, Unsendable
@@ -101,6 +103,7 @@ def check_stage(
     the generated frames (its original error as `__cause__`).
     """
     stage = build_stage(spec)
+    watch = StageWatch()  # what the stage leaves running is killed or named, as in a run
     try:
         return _check(stage, spec, width, height, count)
     except (PipelineError, KeyboardInterrupt):
@@ -111,6 +114,9 @@ def check_stage(
             f"stage {stage.name} failed on generated {width}x{height} frames: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        watch.end([stage])
+        leftovers.warn(leftovers.settle())
 
 
 def _picklable(

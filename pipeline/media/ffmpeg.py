@@ -49,7 +49,9 @@ __all__ = [
     "UsesFFmpeg",
     "ffmpeg_exe",
     "ffmpeg_version",
+    "is_ours",
     "kill_all",
+    "live_pids",
     "run_ffmpeg",
     "seek_args",
     "share_process_group",
@@ -139,6 +141,18 @@ def kill_all() -> None:
         live = list(_live)
     for proc in live:
         proc.kill()
+
+
+def live_pids() -> list[int]:
+    """The pids of the ffmpeg children of this process that have not been reaped yet."""
+    with _registry_lock:
+        return [proc.pid for proc in _live]
+
+
+def is_ours(cmdline: list[str]) -> bool:
+    """Whether a process's command line is that of an ffmpeg vidpipe starts (registered or
+    not yet: an interruption may come between its start and its registration)."""
+    return cmdline[:3] == [ffmpeg_exe(), "-hide_banner", "-nostdin"]
 
 
 def run_ffmpeg(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[bytes]:
