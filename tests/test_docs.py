@@ -115,6 +115,7 @@ def test_the_readme_report_example_names_only_what_a_default_run_reports(
     inner = {k for p in report["processes"] for k in p} | set(report["input"])
     inner |= set(report["input"]["video"]) | set(report["environment"])
     inner |= {k for t in report["tasks"].values() for b in t["cpu_breakdown"].values() for k in b}
+    inner |= {k for t in report["tasks"].values() for k in t["job"]}
     inner |= set(report["tasks"]) | {
         k for t in report["tasks"].values() for k in t["cpu_breakdown"]
     }

@@ -175,12 +175,19 @@ def _layouts(text: str) -> tuple[str, ...]:
 
 
 def _cores(text: str) -> tuple[int, ...]:
+    """`--cores N,N,...`: each count from 1 to 4096, once (as `--layouts` refuses a layout
+    named twice: a repeat is a typo, not a request), in increasing order."""
     counts = names(text)
     if not counts or not all(c.isdigit() and 0 < int(c) <= 4096 for c in counts):
         raise argparse.ArgumentTypeError(
             f"expected core counts from 1 to 4096 like 2,4,8, got '{text}'"
         )
-    return tuple(sorted({int(c) for c in counts}))
+    seen: set[int] = set()
+    for count in map(int, counts):
+        if count in seen:
+            raise argparse.ArgumentTypeError(f"core count {count} is named twice in '{text}'")
+        seen.add(count)
+    return tuple(sorted(seen))
 
 
 def _add_predict(sub: Any, handlers: Handlers) -> None:

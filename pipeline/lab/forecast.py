@@ -20,6 +20,7 @@ from typing import Any
 from ..config.options import RunOptions
 from ..config.settings import usable_cores
 from ..errors import ConfigError, InputError
+from ..plan.identity import changed
 from ..plan.outdir import read_regular
 from ..plan.planner import RunPlan
 from ..plan.planner import plan as plan_job
@@ -100,7 +101,8 @@ def read_serial(folder: Path, job: RunPlan) -> dict[str, Any]:
     """The report.json of a finished serial run of `job` in `folder`; refused (exit 2) when
     it is missing, not a regular file (a FIFO would block for ever), not a vidpipe report
     (checked once against `RunReport`'s fields, whatever its shape), not serial, of another
-    input, resumed, or from another job."""
+    input, resumed, or of another job: another input content, stage, stage code or encoder
+    setting, the options that change the work (`pipeline.plan.identity`), named."""
     path = folder / "report.json"
     try:
         report: dict[str, Any] = json.loads(read_regular(path))
@@ -122,7 +124,7 @@ def read_serial(folder: Path, job: RunPlan) -> dict[str, Any]:
         )
     _check_same_input(folder, job, report["input"])
     for task in job.tasks:
-        _check_same_task(folder, task, report["tasks"].get(task.name))
+        _check_same_task(folder, job, task, report["tasks"].get(task.name))
     return report
 
 
@@ -150,14 +152,26 @@ def _difference(recorded: Any, given: dict[str, Any], *left_out: str) -> str:
     return ""
 
 
-def _check_same_task(folder: Path, task: Task, recorded: Any) -> None:
+#: What a copy of the input elsewhere changes in a job's identity, and not the work.
+_WHERE_THE_INPUT_IS = frozenset({"input", "input_mtime_ns"})
+
+
+def _check_same_task(folder: Path, job: RunPlan, task: Task, recorded: Any) -> None:
+    """Refuse a run whose `task` was another job than this one: the job identity its report
+    records (`pipeline.plan.identity`) differs from the one these options give, where the
+    input is left out (`_check_same_input` compares the videos; a copy is the same)."""
     if not isinstance(recorded, dict):
         raise ConfigError(f"--from {folder}: its run has no task '{task.name}'")
-    stages = [stage.describe() for stage in task.stages]
-    if recorded.get("stages") != stages:
+    if recorded.get("job") is None:
         raise ConfigError(
-            f"--from {folder}: its run's {task.name} stages were {recorded.get('stages')}, "
-            f"these options give {stages}: give the options of that run"
+            f"--from {folder}: its report.json records no job for {task.name} (written by an "
+            "older vidpipe), so nothing says it measured this work: run the job again"
+        )
+    why = changed(recorded["job"], job.jobs[task.name], task, ignore=_WHERE_THE_INPUT_IS)
+    if why is not None:
+        raise ConfigError(
+            f"--from {folder}: its run of {task.name} was another job ({why}): give the "
+            "options and stage code of that run, or a serial run of this job"
         )
     if recorded.get("resumed_frames"):
         raise ConfigError(f"--from {folder}: its run of {task.name} was resumed: not all measured")

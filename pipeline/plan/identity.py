@@ -10,6 +10,9 @@ records it, and nothing rereads the input or the stages' code while the job runs
   of its stage file, or the source file of its module (`MODULE:CLASS`); vidpipe's own
   stages are its version's;
 * the encoder's settings and the output's name.
+
+A report records each task's too (`TaskResult.job`), so that `predict --from` takes only a run
+of the same job; `changed` names what differs, for both.
 """
 
 from __future__ import annotations
@@ -109,25 +112,59 @@ def job_key(task: Task, source: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def changed(recorded: Any, key: dict[str, Any], task: Task) -> str | None:
-    """What differs between the job a checkpoint `recorded` and `key`, in words; None when
-    they are the same job."""
-    if recorded == key:
-        return None
+#: The parts of an encoder's settings in a job's identity, in `job_key`'s order.
+_ENCODER = ("preset", "crf")
+
+
+def changed(
+    recorded: Any, key: dict[str, Any], task: Task, *, ignore: frozenset[str] = frozenset()
+) -> str | None:
+    """What differs between the job `recorded` (by a checkpoint, or a report) and `key`, in
+    words naming the option, the stage file or the input; None when they are the same job.
+    The parts of the identity in `ignore` are left out (`predict` takes a copy of the input
+    elsewhere, of another path and time, for the same video)."""
     if not isinstance(recorded, dict):
-        return "the checkpoint names no job"
+        return "it names no job"
     if not key.keys() <= recorded.keys():
-        return "the checkpoint was written by another version of vidpipe"
-    if any(recorded.get(k) != v for k, v in key.items() if k.startswith("input")):
-        return f"the input {key['input']} changed since"
-    old = recorded.get("stage_code")
-    if (
-        recorded.get("stages") == key["stages"]
-        and isinstance(old, list)
-        and len(old) == len(key["stage_code"])
-    ):
-        for stage, before, now in zip(task.stages, old, key["stage_code"], strict=True):
-            code = stage_code(stage) if before != now else None
+        return "it was recorded by another version of vidpipe"
+    differs = [k for k, v in key.items() if k not in ignore and recorded[k] != v]
+    if not differs:
+        return None
+    if differs[0].startswith("input"):
+        if recorded["input"] == key["input"]:
+            return f"the input {key['input']} changed since"
+        return f"the input {key['input']} is not the video {recorded['input']} was"
+    if differs[0] == "stages":
+        return _stages_changed(recorded["stages"], key["stages"])
+    if differs[0] == "stage_code":
+        return _code_changed(recorded["stage_code"], key["stage_code"], task)
+    if differs[0] == "encoder" and _fits(recorded["encoder"], key["encoder"]):
+        name, before, now = next(
+            (n, b, a)
+            for n, b, a in zip(_ENCODER, recorded["encoder"], key["encoder"], strict=True)
+            if b != a
+        )
+        return f"the x264 {name} was {before}, these options give {now}"
+    return f"its {differs[0]} was {recorded[differs[0]]}, these options give {key[differs[0]]}"
+
+
+def _stages_changed(recorded: Any, now: list[str]) -> str:
+    """The first stage that differs, or both chains when they are of other lengths."""
+    if _fits(recorded, now):
+        before, given = next((b, a) for b, a in zip(recorded, now, strict=True) if b != a)
+        return f"its stage was {before}, these options give {given}"
+    return f"its stages were {recorded}, these options give {now}"
+
+
+def _fits(recorded: Any, now: list[Any]) -> bool:
+    return isinstance(recorded, list) and len(recorded) == len(now)
+
+
+def _code_changed(recorded: Any, now: list[str | None], task: Task) -> str:
+    """Which stage's code differs from the digests `recorded`, naming its file."""
+    if _fits(recorded, now):
+        for stage, before, digest in zip(task.stages, recorded, now, strict=True):
+            code = stage_code(stage) if before != digest else None
             if code is not None:
                 return f"the code of stage '{stage.name}' changed since: {code[0]} was edited"
-    return "the task's stages or settings changed since"
+    return "the code of its stages changed since"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ..instrument.procstats import self_stats
@@ -13,11 +14,12 @@ __all__ = ["build_report"]
 
 
 def build_report(plan: RunPlan, started: float, results: dict[str, TaskResult]) -> RunReport:
-    """The report of a finished run; `started` is its `time.perf_counter()` at the start."""
+    """The report of a finished run; `started` is its `time.perf_counter()` at the start.
+    Each task's result records its job's identity (`RunPlan.jobs`)."""
     results = {**plan.finished, **results}
     order = list(plan.options.tasks)
     ordered = {
-        name: results[name]
+        name: dataclasses.replace(results[name], job=plan.jobs.get(name))
         for name in sorted(results, key=lambda n: order.index(n) if n in order else len(order))
     }
     return RunReport(

@@ -143,6 +143,10 @@ class TaskResult:
     #: Why the layout ran the task's frames in order, where it would have spread them over a
     #: pool or segments (a stage carries state from frame to frame); None when it did not.
     in_order: str | None = None
+    #: The job's identity (`pipeline.plan.identity.job_key`): the input's content, the
+    #: stages, their code and the encoder's settings, so that `predict --from` can tell a run
+    #: of the same job; None in a checkpoint's result, where the checkpoint records it.
+    job: dict[str, Any] | None = None
 
     @property
     def compression_ratio(self) -> float:
