@@ -116,7 +116,8 @@ def test_a_users_file_in_the_pieces_folder_survives_fresh_and_pieced_runs(
     pieces.mkdir(parents=True)
     (pieces / "notes.txt").write_text("mine\n")
     # A fresh run starts the pieces afresh; one cut into pieces removes them once joined.
-    for extra in ((), ("--segment-frames", "4")):
+    pieced = ("--segment-frames", "4")
+    for extra in ((), pieced, ("--layout", "segments", "--workers", "2"), ("--resume", *pieced)):
         done = _vp(cli, tiny_clip, out, "--tasks", "render", *extra)
         assert done.returncode == 0, done.stderr
         assert (pieces / "notes.txt").read_text() == "mine\n"
