@@ -7,7 +7,6 @@ failed run leaves removed, and its report written.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from .layouts import load_layout
 from .layouts.base import Layout
 from .plan import ownership
 from .plan.checkpoints import read_state
-from .plan.outdir import THUMBNAILS, temp_files
+from .plan.outdir import PIECE_NAMES, THUMBNAILS, TRACE_NAMES, remove_own_files, temp_files
 from .plan.pieces import cut_segments, digests_path, remove_pieces
 from .plan.planner import RunPlan, plan
 from .plan.tasks import Task
@@ -41,7 +40,8 @@ def _claim(plan: RunPlan) -> ownership.Claim:
     out = plan.out
     files = [out.report, *([out.trace] if plan.options.trace else [])]
     patterns = []
-    fresh = [out.report, out.trace]
+    # A killed traced run's parts too: they would be merged into this run's trace.
+    fresh = [out.report, out.trace, out.trace_parts]
     for task in plan.tasks:
         files += [out.output(task.output), out.checkpoint(task.name)]
         patterns.append((out.thumbnails(task.name), THUMBNAILS))
@@ -98,8 +98,9 @@ def _remove_leftovers(plan: RunPlan) -> None:
         folder = plan.out.pieces(task.name)
         if folder.is_dir():
             keep = _recorded_pieces(plan, task)
-            for path in folder.iterdir():
-                if path.name not in keep:
+            for path in folder.iterdir():  # only vidpipe's pieces: the rest is someone's
+                ours = PIECE_NAMES.fullmatch(path.name) and not path.is_dir()
+                if ours and path.name not in keep:
                     path.unlink(missing_ok=True)
             if not keep:
                 remove_pieces(plan.out_dir, task.name)
@@ -148,7 +149,7 @@ def execute(plan: RunPlan, reporter: Reporter | None = None) -> RunReport:
             # What a stage left running: its children killed, all of it named.
             leftovers.warn(leftovers.settle())
             if plan.trace_dir is not None:
-                shutil.rmtree(plan.trace_dir, ignore_errors=True)
+                remove_own_files(plan.trace_dir, TRACE_NAMES)
         for name in plan.options.tasks:
             remove_pieces(plan.out_dir, name)  # joined: no longer needed for --resume
         report.write(plan.out.report)

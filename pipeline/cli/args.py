@@ -24,6 +24,14 @@ __all__ = ["Handlers", "build_parser"]
 Handlers = Mapping[str, Callable[[argparse.Namespace], int]]
 
 
+def _path(value: str) -> Path:
+    """A path argument; an empty one is refused: `Path("")` is the current folder, which
+    nobody means by typing `--out ""` (an unset shell variable, say)."""
+    if not value:
+        raise argparse.ArgumentTypeError("is empty; give a path")
+    return Path(value)
+
+
 class _NotParsed(Exception):
     """A usage error met while `_Parser` looks for unknown options."""
 
@@ -83,8 +91,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser("run", help="process a video with the compress and render tasks")
-    p.add_argument("input", type=Path, help="input video file")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("input", type=_path, help="input video file")
+    p.add_argument("--out", type=_path, required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--layout",
         default=DEFAULTS.layout,
@@ -120,7 +128,7 @@ def _add_run(sub: Any, handlers: Handlers) -> None:
 
 def _add_compare(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser("compare", help="run layouts side by side; tables, plots, timelines")
-    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument("input", type=_path, help="input video file")
     p.add_argument(
         "--layouts",
         type=_layouts,
@@ -134,7 +142,7 @@ def _add_compare(sub: Any, handlers: Handlers) -> None:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=_path,
         default=Path("compare_out"),
         metavar="DIR",
         help="where results go (compare_out)",
@@ -199,7 +207,7 @@ def _add_predict(sub: Any, handlers: Handlers) -> None:
         "GIL, and predicts every layout's wall time on each core count with the model of "
         "pipeline/lab/model.py. Check it with `vidpipe compare --predict`.",
     )
-    p.add_argument("input", type=Path, help="input video file")
+    p.add_argument("input", type=_path, help="input video file")
     p.add_argument(
         "--cores",
         type=_cores,
@@ -218,7 +226,7 @@ def _add_predict(sub: Any, handlers: Handlers) -> None:
     p.add_argument(
         "--from",
         dest="from_dir",
-        type=Path,
+        type=_path,
         metavar="DIR",
         help="predict from the serial run whose report.json is in DIR, made with these "
         "options, instead of running one",
@@ -240,7 +248,7 @@ def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
     _add_compare(sub, handlers)
     _add_predict(sub, handlers)
     p = sub.add_parser("probe", help="print the input's metadata as JSON")
-    p.add_argument("input", type=Path)
+    p.add_argument("input", type=_path)
     p.add_argument(
         "--fast",
         action="store_true",

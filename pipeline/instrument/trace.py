@@ -123,10 +123,12 @@ def write(folder: Path) -> None:
 
 
 def merge(folder: Path, out: Path) -> None:
-    """Merge the per-process files in `folder` into one trace file `out`, atomically."""
+    """Merge the per-process files in `folder` (`<pid>.json`, what `write` names them) into
+    one trace file `out`, atomically. A file of another name there is not a part: not ours."""
     events: list[dict[str, Any]] = []
     for part in sorted(folder.glob("*.json")):
-        events.extend(json.loads(part.read_text()))
+        if part.stem.isdigit():
+            events.extend(json.loads(part.read_text()))
     trace = {"traceEvents": events, "displayTimeUnit": "ms"}
     atomic_write_bytes(out, json.dumps(trace).encode())
 

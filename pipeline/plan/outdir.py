@@ -15,7 +15,9 @@ told from the user's files (`temp_files`). What vidpipe owns in DIR, and how a r
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -25,15 +27,19 @@ from ..errors import ConfigError
 
 __all__ = [
     "PART_SUFFIX",
+    "PIECE_NAMES",
     "TEMP_PREFIX",
     "THUMBNAILS",
+    "TRACE_NAMES",
     "WORK",
     "OutDir",
     "absolute",
     "atomic_write_bytes",
     "link_to",
+    "own_name",
     "partial_path",
     "read_regular",
+    "remove_own_files",
     "temp_files",
     "thumbnail_name",
 ]
@@ -44,6 +50,17 @@ TEMP_PREFIX = ".vidpipe-tmp-"
 PART_SUFFIX = ".vidpipe.part"
 #: vidpipe's own folder in DIR.
 WORK = ".vidpipe"
+
+_TEMP = r"\.vidpipe-tmp-[^/]+\.tmp"
+#: The names of the files vidpipe writes in its own folder, by where they lie in it: its
+#: manifest and lock; each task's pieces, their digests, partial pieces and the join's list;
+#: the trace parts (one per process, named by its pid). vidpipe removes nothing else there: a
+#: file of another name is someone else's, even inside `.vidpipe/`.
+WORK_NAMES = re.compile(rf"manifest\.json|lock|{_TEMP}")
+PIECE_NAMES = re.compile(
+    rf"\d{{4,}}\.(?:mp4|digests)|\.\d{{4,}}\.mp4\.vidpipe\.part|join\.txt|{_TEMP}"
+)
+TRACE_NAMES = re.compile(rf"\d+\.json|{_TEMP}")
 
 
 # mkstemp creates files readable by the owner only; outputs get the usual mode under the umask.
@@ -109,6 +126,31 @@ def absolute(path: Path, what: str) -> Path:
             f"{what} {path}: the current folder no longer exists, so a relative path means "
             "nothing; cd to a folder that exists, or give an absolute path"
         ) from None
+
+
+def own_name(rel: str) -> bool:
+    """Whether `rel` (a path relative to DIR, `/`-separated) is where vidpipe writes a file of
+    its own in `.vidpipe/` (`WORK_NAMES`, `PIECE_NAMES`, `TRACE_NAMES`)."""
+    match rel.split("/"):
+        case [top, name] if top == WORK:
+            return WORK_NAMES.fullmatch(name) is not None
+        case [top, "pieces", _task, name] if top == WORK:
+            return PIECE_NAMES.fullmatch(name) is not None
+        case [top, "trace", name] if top == WORK:
+            return TRACE_NAMES.fullmatch(name) is not None
+    return False
+
+
+def remove_own_files(folder: Path, names: re.Pattern[str]) -> None:
+    """Remove the files in `folder` named as vidpipe names its own (`names`), then the folder
+    itself if that left it empty. Never a whole tree: what else is there is someone else's."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path in folder.iterdir():
+        if names.fullmatch(path.name) and (path.is_symlink() or not path.is_dir()):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: someone else's files are in it
+        folder.rmdir()
 
 
 def partial_path(path: Path) -> Path:

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import fnmatch
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ from .outdir import (
     OutDir,
     atomic_write_bytes,
     link_to,
+    own_name,
 )
-from .preflight import check_folders, check_input, check_work
+from .preflight import check_folders, check_input, check_outside_managed, check_work
 
-__all__ = ["HEARTBEAT_SECONDS", "Claim", "Held", "hold"]
+__all__ = ["HEARTBEAT_SECONDS", "Claim", "Held", "check_untouched", "hold"]
 
 #: How long after a killed run's last heartbeat its own processes may still have written a
 #: file (workers die with their parent, within their stop grace).
@@ -87,7 +89,9 @@ class Held:
     def owns(self, path: Path) -> bool:
         rel = self.out.relative(path)
         if rel.startswith(f"{WORK}/"):
-            return True  # vidpipe's own folder, which holds no links (`check_work`)
+            # vidpipe's own folder holds no links (`check_work`); of its files, only those
+            # named as vidpipe names its own are: another name there is someone else's.
+            return own_name(rel)
         stamp = stamp_of(path)
         if self.manifest.files.get(rel) == stamp:
             return True
@@ -177,15 +181,47 @@ class Held:
         os.close(self._lock_fd)
 
 
+def _not_a_lock(path: Path, st: os.stat_result) -> ConfigError | None:
+    """Why `st` (of `path`) is not vidpipe's lock file, or None when it may be."""
+    if stat.S_ISLNK(st.st_mode):
+        return ConfigError(f"--out: {path} is a link, and vidpipe's own folder holds none")
+    if not stat.S_ISREG(st.st_mode):
+        return ConfigError(
+            f"--out: {path} is not vidpipe's lock (not a regular file); move it away"
+        )
+    if st.st_nlink > 1:
+        # Another name of the same file, perhaps the user's: writing a pid into it would
+        # change their file.
+        return ConfigError(
+            f"--out: {path} is not vidpipe's lock (a hard link: the file has other names); "
+            "remove it"
+        )
+    return None
+
+
+def _open_lock(path: Path) -> int:
+    """Open (or create) the lock without following a link, blocking on a FIFO or taking a
+    terminal; `ConfigError` when what is there is not a plain file of vidpipe's own."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise
+        refusal = _not_a_lock(path, path.lstat())
+        raise refusal or ConfigError(f"--out: {path} cannot be opened ({exc.strerror})") from exc
+    refusal = _not_a_lock(path, os.fstat(fd))
+    if refusal is not None:
+        os.close(fd)
+        raise refusal
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _lock(path: Path) -> tuple[int, int]:
     """Take the folder's lock; (its descriptor, its last heartbeat before this run took it).
     `FolderInUse` naming the run that holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise ConfigError(f"--out: {path} is a link, and vidpipe's own folder holds none") from exc
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -196,6 +232,24 @@ def _lock(path: Path) -> tuple[int, int]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd, heartbeat
+
+
+def check_untouched(out_dir: Path) -> None:
+    """What a run that finds nothing to do checks, writing nothing: the folder would be
+    refused by a run that writes (`hold`) for where it lies, a link or a file where vidpipe's
+    own folder or its lock should be, or something in that folder that is not vidpipe's.
+    Refusing the same folders either way, `--resume` never calls a folder fine that a plain
+    run refuses."""
+    out = OutDir(out_dir)
+    check_outside_managed(out.root)
+    work = out.work
+    _check_work_folder(out)
+    if out.lock.is_symlink() or out.lock.exists():
+        refusal = _not_a_lock(out.lock, out.lock.lstat())
+        if refusal is not None:
+            raise refusal
+    if work.is_dir():
+        check_work(out)
 
 
 def _prepare_root(out: OutDir) -> bool:
@@ -214,14 +268,8 @@ def _prepare_root(out: OutDir) -> bool:
         raise ConfigError(f"--out {root}: cannot create it ({exc.strerror})") from exc
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {root}: directory is not writable")
+    _check_work_folder(out)
     work = out.work
-    if work.is_symlink():
-        raise ConfigError(
-            f"--out {root}: {work} is a symbolic link (to {link_to(work)}), not vidpipe's "
-            "folder; vidpipe never writes or removes through a link: remove the link"
-        )
-    if work.exists() and not work.is_dir():
-        raise ConfigError(f"--out {root}: {work} is a file, not vidpipe's folder; move it away")
     try:
         work.mkdir()  # at once: of two runs starting together, one creates it
     except FileExistsError:
@@ -229,6 +277,18 @@ def _prepare_root(out: OutDir) -> bool:
     except OSError as exc:
         raise ConfigError(f"--out {root}: cannot create {work} ({exc.strerror})") from exc
     return True
+
+
+def _check_work_folder(out: OutDir) -> None:
+    """Refuse a link or a file where vidpipe's own folder goes."""
+    root, work = out.root, out.work
+    if work.is_symlink():
+        raise ConfigError(
+            f"--out {root}: {work} is a symbolic link (to {link_to(work)}), not vidpipe's "
+            "folder; vidpipe never writes or removes through a link: remove the link"
+        )
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"--out {root}: {work} is a file, not vidpipe's folder; move it away")
 
 
 def _take(out: OutDir, heartbeat: bool) -> tuple[Held, int, bool]:
@@ -274,6 +334,7 @@ def hold(
     after errors, every claimed file is recorded as it is and the lock is released.
     """
     out = OutDir(out_dir)
+    check_outside_managed(out.root)
     if source is not None:
         check_input(source, out, claim.files, claim.fresh, claim.forbidden)
     held, last_beat, created = _take(out, heartbeat)

@@ -11,14 +11,13 @@ combined, also when its pieces were made by different runs (`--resume`).
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from ..media.probe import MediaInfo
-from .outdir import OutDir
+from .outdir import PIECE_NAMES, OutDir, remove_own_files
 
 __all__ = [
     "DIGEST_SIZE",
@@ -88,9 +87,10 @@ def piece_frames(segment: Segment) -> int:
 
 
 def remove_pieces(out_dir: Path, task: str) -> None:
-    """Remove a task's pieces, and the pieces folder once no task has any left."""
+    """Remove a task's pieces (the files vidpipe names as its pieces, nothing else), their
+    folder once empty, and the pieces folder once no task has any left."""
     folder = OutDir(out_dir).pieces(task)
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_own_files(folder, PIECE_NAMES)
     with contextlib.suppress(OSError):  # missing, or another task's pieces are still there
         folder.parent.rmdir()
 

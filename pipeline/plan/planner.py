@@ -27,6 +27,7 @@ from ..stages.files import FileModules, Unsendable
 from .checkpoints import load_previous
 from .identity import input_identity, job_key
 from .outdir import OutDir, absolute
+from .ownership import check_untouched
 from .pieces import Pieces, piece_frames, plan_pieces, plan_segments
 from .tasks import Task, plan_tasks
 
@@ -135,6 +136,8 @@ def plan(source: Path | str, options: RunOptions) -> RunPlan:
             continue
         tasks.append(task)
         pieces[task.name] = (previous and previous.pieces) or _fresh_pieces(media, task, options)
+    if finished and not tasks:  # nothing to do: but a folder a run refuses is refused here too
+        check_untouched(options.out_dir)
     return RunPlan(media, tuple(tasks), options, pieces, finished, source=identity, jobs=jobs)
 
 

@@ -13,9 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ConfigError
-from .outdir import PART_SUFFIX, TEMP_PREFIX, OutDir, partial_path
+from .outdir import PART_SUFFIX, TEMP_PREFIX, WORK, OutDir, own_name, partial_path
 
-__all__ = ["check_folders", "check_input", "check_work"]
+__all__ = ["check_folders", "check_input", "check_outside_managed", "check_work"]
+
+#: The folder of an output folder that holds its thumbnails (`OutDir.thumbnails`).
+_THUMBNAILS = "thumbnails"
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -83,17 +86,44 @@ def check_folders(out: OutDir, folders: Iterable[Path]) -> None:
                 )
 
 
+def check_outside_managed(root: Path) -> None:
+    """Refuse an output folder inside a folder another output folder's run manages: its
+    `.vidpipe/` (whose pieces and trace parts it removes) or its `thumbnails/`. Checked on the
+    path as given (`..` folded) and with its links resolved, before anything is created."""
+    for path in dict.fromkeys((Path(os.path.abspath(root)), root.resolve())):
+        for at in (path, *path.parents):
+            where = "is" if at == path else "lies in"
+            if at.name == WORK:
+                raise ConfigError(
+                    f"--out {root}: {where} {at}, vidpipe's own folder of the output folder "
+                    f"{at.parent}, whose files a run there removes; choose an --out outside it"
+                )
+            if at.name == _THUMBNAILS and (at.parent / WORK).is_dir():
+                raise ConfigError(
+                    f"--out {root}: {where} {at}, where vidpipe keeps the thumbnails of the "
+                    f"output folder {at.parent}; choose an --out outside it"
+                )
+
+
 def check_work(out: OutDir) -> None:
     """vidpipe's own folder (checked under the lock) holds no links, so that what vidpipe
-    removes there cannot reach the user's files through one; and it is vidpipe's: it has a
-    manifest, or nothing but a lock."""
+    removes there cannot reach the user's files through one; nothing but a regular file where
+    vidpipe writes a file of its own (`own_name`: a folder named like a piece would block its
+    run); and it is vidpipe's: it has a manifest, or nothing but a lock."""
     work = out.work
     for folder, dirs, files in os.walk(work):
         for name in (*dirs, *files):
-            if os.path.islink(os.path.join(folder, name)):
+            path = Path(folder) / name
+            if path.is_symlink():
                 raise ConfigError(
-                    f"--out {out.root}: {Path(folder) / name} is a link, and vidpipe's own "
+                    f"--out {out.root}: {path} is a link, and vidpipe's own "
                     "folder holds none; remove it"
+                )
+            # Where vidpipe writes (and removes) a file of its own, nothing else may stand.
+            if own_name(out.relative(path)) and not path.is_file():
+                raise ConfigError(
+                    f"--out {out.root}: {path} is not a regular file where vidpipe writes one of "
+                    "its own; move it away"
                 )
     if not out.manifest.exists() and any(p.name != "lock" for p in work.iterdir()):
         raise ConfigError(
