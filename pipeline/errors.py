@@ -11,6 +11,7 @@ All errors pickle with their attributes intact, so a worker process can send the
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import signal
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "interrupt_on_signal",
     "process_limit",
     "reraise_interrupt",
+    "user_limit",
 ]
 
 
@@ -169,6 +171,49 @@ def _cause(stderr_tail: str) -> str:
     """The line of ffmpeg's stderr that best explains a failure: a system error, or the last."""
     lines = stderr_tail.strip().splitlines()
     return next((line for line in lines if any(c in line for c in _CAUSES)), lines[-1])
+
+
+#: OS errors that a limit of the user's machine causes, not vidpipe: what to do about each.
+_LIMITS = {
+    errno.EMFILE: "too many open files for this process (ulimit -n {nofile}): raise the limit "
+    "(ulimit -n 1024) or run with fewer --workers",
+    errno.ENFILE: "the system's table of open files is full: close other programs and run again",
+    errno.ENOSPC: "no space left on the device{where}: free space there (or choose another "
+    "--out) and run again",
+    errno.EDQUOT: "disk quota exceeded{where}: free space there and run again",
+    errno.EAGAIN: "could not start a process or thread: {nproc}",
+}
+#: What Python raises when a thread cannot be started (pthread_create's EAGAIN): the same limit.
+_NO_THREAD = "can't start new thread"
+
+
+def user_limit(exc: BaseException) -> str | None:
+    """The one line for an OS error a limit of the user's machine caused (open files, disk,
+    processes), found on `exc` or what caused it; None for anything else (a bug of ours, or
+    an error with its own message)."""
+    import resource
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = seen.errno if isinstance(seen, OSError) else None
+        if isinstance(seen, RuntimeError) and str(seen) == _NO_THREAD:
+            code = errno.EAGAIN  # in this process, or a worker's, sent back
+        if code in _LIMITS:
+            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
+            return _LIMITS[code].format(
+                where=where,
+                nofile=_soft_limit(resource.RLIMIT_NOFILE),
+                nproc=process_limit(),
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _soft_limit(which: int) -> str:
+    import resource
+
+    soft = resource.getrlimit(which)[0]
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 class StageError(PipelineError):

@@ -9,7 +9,6 @@ failed; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP (the terminal closed, handled as SIG
 from __future__ import annotations
 
 import argparse
-import errno
 import io
 import signal
 import sys
@@ -17,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import Interrupted, PipelineError, interrupt_on, process_limit
+from ..errors import Interrupted, PipelineError, interrupt_on, user_limit
 from .args import build_parser
 from .commands import COMMANDS
 
@@ -52,48 +51,6 @@ def _print_any_name() -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
-
-
-#: OS errors that a limit of the user's machine causes, not vidpipe: what to do about each.
-_LIMITS = {
-    errno.EMFILE: "too many open files for this process (ulimit -n {nofile}): raise the limit "
-    "(ulimit -n 1024) or run with fewer --workers",
-    errno.ENFILE: "the system's table of open files is full: close other programs and run again",
-    errno.ENOSPC: "no space left on the device{where}: free space there (or choose another "
-    "--out) and run again",
-    errno.EDQUOT: "disk quota exceeded{where}: free space there and run again",
-    errno.EAGAIN: "could not start a process or thread: {nproc}",
-}
-#: What Python raises when a thread cannot be started (pthread_create's EAGAIN): the same limit.
-_NO_THREAD = "can't start new thread"
-
-
-def _user_limit(exc: BaseException) -> str | None:
-    """The one line for an OS error a limit of the user's machine caused (open files, disk,
-    processes), found on `exc` or what caused it; None for anything else."""
-    import resource
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        code = seen.errno if isinstance(seen, OSError) else None
-        if isinstance(seen, RuntimeError) and str(seen) == _NO_THREAD:
-            code = errno.EAGAIN  # in this process, or a worker's, sent back
-        if code in _LIMITS:
-            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
-            return _LIMITS[code].format(
-                where=where,
-                nofile=_soft_limit(resource.RLIMIT_NOFILE),
-                nproc=process_limit(),
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _soft_limit(which: int) -> str:
-    import resource
-
-    soft = resource.getrlimit(which)[0]
-    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 def _resolve_paths(args: argparse.Namespace) -> None:
@@ -136,7 +93,7 @@ def _main(argv: Sequence[str] | None) -> int:
             traceback.print_exc()
         return 1
     except Exception as exc:  # a bug of ours, unless a limit of the user's machine was reached
-        limit = _user_limit(exc)
+        limit = user_limit(exc)
         if limit is not None:
             if args.debug:
                 traceback.print_exc()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import PipelineError, SaveError
+from ..errors import PipelineError, SaveError, user_limit
 from ..instrument import trace
 from ..instrument.faults import fault_at
 from ..media import ffmpeg
@@ -112,6 +112,12 @@ class ThreadProgress(InlineProgress):
         self._publish()
 
 
+def _save_error(exc: Exception) -> SaveError:
+    """The error of a failed save: a limit reached (a full disk) in the same words as any
+    write's, which the message must carry as the cause does not cross to another process."""
+    return SaveError(user_limit(exc) or f"background save failed: {exc}")
+
+
 class InlineSaver:
     """Runs each save job at once in the caller's thread."""
 
@@ -119,7 +125,7 @@ class InlineSaver:
         try:
             job()
         except Exception as exc:
-            raise SaveError(f"background save failed: {exc}") from exc
+            raise _save_error(exc) from exc
 
     def submit_latest(self, key: object, job: SaveJob) -> None:
         self.submit(job)
@@ -188,7 +194,7 @@ class ThreadSaver:
 
     def _raise(self) -> None:
         if self.error is not None:
-            raise SaveError(f"background save failed: {self.error}") from self.error
+            raise _save_error(self.error) from self.error
 
     def submit(self, job: SaveJob) -> None:
         self._raise()

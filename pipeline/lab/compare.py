@@ -11,6 +11,7 @@ round runs with `--trace`, for the timeline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.layout_file import is_layout_file
 from ..engine.supervisor import die_with_parent
-from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError
+from ..errors import ConfigError, Interrupted, OutputConflict, PipelineError, describe_exit
 from ..plan.manifest import foreign_files
-from ..plan.outdir import atomic_write_bytes, link_to
+from ..plan.outdir import OutDir, atomic_write_bytes, link_to, temp_files
 from .comparetable import results_markdown
 from .summary import LayoutSummary, Run, summarize, to_run
 
@@ -84,16 +85,64 @@ def _run_once(
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
-    # A path in the message (the input's, say) may not be UTF-8: kept as its bytes were.
-    stderr = os.fsdecode(said)
-    if child.returncode in (130, 143):
-        raise Interrupted(child.returncode - 128)
-    if child.returncode == 2:
-        raise ConfigError(f"layout '{layout}': {stderr.strip().removeprefix('error: ')}")
     if child.returncode != 0:
-        raise PipelineError(f"layout '{layout}' failed: {stderr.strip()}")
+        _end_run(child.pid, out)
+        _raise_failure(layout, child.returncode, os.fsdecode(said))
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
+
+
+def _raise_failure(layout: str, returncode: int, stderr: str) -> None:
+    """Raise the error naming `layout` for its run that ended with `returncode`, saying
+    `stderr` (a path in it, the input's say, may not be UTF-8: kept as its bytes were).
+
+    Compare was not signalled itself (that raises `Interrupted` while it waits), so a run that
+    was interrupted or killed by a signal was stopped from outside: that layout failed."""
+    said = stderr.strip().removeprefix("error: ")
+    if returncode in (130, 143, 129):
+        name = signal.Signals(returncode - 128).name
+        raise PipelineError(f"layout '{layout}': its run was interrupted by {name} from outside")
+    if returncode == 2:
+        raise ConfigError(f"layout '{layout}': {said}")
+    if returncode < 0 or not said:  # killed: it could say nothing
+        said = f"its run was {describe_exit(returncode)}" + (f" ({said})" if said else "")
+    raise PipelineError(f"layout '{layout}' failed: {said}")
+
+
+def _end_run(session: int, out: Path) -> None:
+    """After a failed run: wait up to `STOP_GRACE` seconds for what is left of its processes
+    (its session: they die with their parents, the resource tracker freeing shared memory
+    first), kill what remains, then remove the temporary and partial files a killed run
+    leaves in its folder (vidpipe's own, told by their names: `temp_files`)."""
+    deadline = time.monotonic() + STOP_GRACE
+    while (left := _session_members(session)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    folders = [out, *_real_folders(OutDir(out).thumbnails("").parent)]
+    for leftover in (path for folder in folders for path in temp_files(folder)):
+        leftover.unlink(missing_ok=True)
+
+
+def _real_folders(folder: Path) -> list[Path]:
+    """The subfolders of `folder`, never through a link (neither `folder` nor one of them)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()]
+
+
+def _session_members(session: int) -> list[int]:
+    """The live processes of session `session` (Linux's /proc; none found elsewhere)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[3]) == session and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _predicted(summaries: list[LayoutSummary], forecast: Forecast) -> list[LayoutSummary]:
