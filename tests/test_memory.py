@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import sys
 
 import numpy as np
@@ -29,7 +30,7 @@ SHORT, LONG = 60, 600
 def test_peak_memory_does_not_grow_with_video_length(layout, cli, make_clip, tmp_path) -> None:
     # Through the command line: every run is a fresh process tree, so each process's peak
     # resident memory is that run's alone.
-    peaks = {}
+    peaks, largest = {}, {}
     for frames in (SHORT, LONG):
         clip = make_clip("memory.mp4", frames=frames, **CLIP)
         out = tmp_path / str(frames)
@@ -53,7 +54,25 @@ def test_peak_memory_does_not_grow_with_video_length(layout, cli, make_clip, tmp
         report = json.loads((out / "report.json").read_text())
         assert report["tasks"]["render"]["frames"] == frames
         peaks[frames] = report["peak_rss_bytes_total"]
-    assert peaks[LONG] <= peaks[SHORT] * 1.10, peaks
+        largest[frames] = _largest_by_role(report["processes"])
+    # A leak per frame shows in the process that leaks: no role's largest peak grows by more
+    # than a tenth of the short run's total (the join's ffmpeg holds a little per piece).
+    for role, peak in largest[LONG].items():
+        assert peak - largest[SHORT].get(role, peak) <= peaks[SHORT] * 0.10, (role, largest)
+    # The total sums the processes alive together. On a busy machine a finished process may be
+    # reaped after its successor started, so the longer run, with more processes one after the
+    # other, may count one more of them as alive together: that much is allowed, not more.
+    one_more = max(largest[LONG].values())
+    assert peaks[LONG] <= peaks[SHORT] * 1.10 + one_more, (peaks, largest)
+
+
+def _largest_by_role(processes: list[dict]) -> dict[str, int]:  # type: ignore[type-arg]
+    # Roles carry a segment's or a worker's number; the kind of process is what compares.
+    largest: dict[str, int] = {}
+    for p in processes:
+        role = re.sub(r"\d+", "N", p["role"])
+        largest[role] = max(largest.get(role, 0), p["peak_rss_bytes"])
+    return largest
 
 
 def test_peak_memory_counts_only_processes_alive_together() -> None:
