@@ -7,6 +7,7 @@ segments have to spread over both.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -200,8 +201,35 @@ def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             )
         yield address, env
     finally:
-        subprocess.run([str(RAY_BIN), "stop", "--force"], env=env, capture_output=True, timeout=60)
+        # Not `ray stop`: it stops every Ray instance on the machine, other runs' included.
+        _stop_nodes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_nodes_under(temp: Path) -> None:
+    """Stop the Ray processes whose command line names `temp` (this cluster's nodes), and
+    everything they started."""
+    nodes = []
+    for proc in psutil.process_iter():
+        try:
+            if any(str(temp) in arg for arg in proc.cmdline()):
+                nodes.append(proc)
+        except psutil.Error:
+            continue
+    tree = []
+    for node in nodes:
+        try:
+            tree += [node, *node.children(recursive=True)]
+        except psutil.Error:
+            continue
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 @pytest.mark.timeout(180)
