@@ -128,6 +128,14 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
+def wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until `path` exists; fail if `proc` ends first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
 def assert_tree_gone(tag: str, timeout: float = 5.0) -> None:
     """Fail unless every process of the tagged run has exited within `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -168,14 +176,16 @@ class Cli:
             **self.extra_env,
         }
 
-    def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | Path, timeout: float = 120, cwd: Path = ROOT
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "pipeline", *map(str, args)],
             capture_output=True,
             text=True,
             timeout=timeout,
             env=self.env(),
-            cwd=ROOT,
+            cwd=cwd,
         )
         assert_tree_gone(self.tag)
         return done

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,7 @@ from conftest import ROOT
 
 
 def _run(cli, *args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {**cli.env(), "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env=env,
-    )
+    return cli.run(*args, cwd=cwd)
 
 
 def _vp(cli, clip: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]

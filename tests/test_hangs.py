@@ -6,20 +6,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import psutil
 import pytest
-from conftest import assert_tree_gone, tagged_processes
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+from conftest import assert_tree_gone, tagged_processes, wait_for_file
 
 
 @pytest.mark.timeout(60)
@@ -34,7 +25,7 @@ def test_a_stage_stuck_for_ever_does_not_hold_an_interrupt(
         "run", clip, "--out", out, "--layout", layout, "--tasks", "render", "--save-every", "1",
         "--stage", "render:tests.stages_for_tests:Hangs:at=3", "--no-progress",
     )  # fmt: skip
-    _wait_for(out / "thumbnails" / "render" / "frame_000002.jpg", proc)
+    wait_for_file(out / "thumbnails" / "render" / "frame_000002.jpg", proc)
     time.sleep(0.5)  # the stage is stuck now
     sent = time.monotonic()
     if signum == signal.SIGINT:
@@ -102,7 +93,7 @@ def test_a_stopped_process_fails_the_run_naming_it(
         "run", clip, "--out", out, "--layout", layout, "--tasks", "render",
         "--stall-timeout", "2", "--save-every", "1", "--no-progress",
     )  # fmt: skip
-    _wait_for(out / "thumbnails" / "render" / "frame_000003.jpg", proc)
+    wait_for_file(out / "thumbnails" / "render" / "frame_000003.jpg", proc)
     if which == "encoder":
         stopped = _stop(cli.tag, _encoder_of("rendered.mp4"))
     else:
@@ -132,7 +123,7 @@ def test_a_teardown_stuck_for_ever_does_not_hold_an_interrupt(
         "--stall-timeout", "0", "--stage", "render:tests.stages_for_tests:SlowHangingTeardown",
         "--no-progress",
     )  # fmt: skip
-    _wait_for(out / "thumbnails" / "render" / "frame_000002.jpg", proc)
+    wait_for_file(out / "thumbnails" / "render" / "frame_000002.jpg", proc)
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=15)
@@ -174,7 +165,7 @@ def test_a_stopped_pool_worker_fails_the_run_in_one_line(cli, make_clip, tmp_pat
         "run", clip, "--out", out, "--layout", "pool", "--workers", "2", "--tasks", "render",
         "--stall-timeout", "2", "--save-every", "1", "--no-progress",
     )  # fmt: skip
-    _wait_for(out / "thumbnails" / "render" / "frame_000003.jpg", proc)
+    wait_for_file(out / "thumbnails" / "render" / "frame_000003.jpg", proc)
     render = _stop(
         cli.tag,
         lambda p: (

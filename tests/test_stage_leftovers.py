@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, assert_tree_gone, tagged_processes
+from conftest import ROOT, assert_tree_gone, tagged_processes, wait_for_file
 
 LAYOUTS = ["serial", "threads", "processes", "pool", "segments"]
 #: Every layout but ray, hybrid (a thread pool in a task process) among them.
@@ -290,13 +290,6 @@ def test_a_stage_child_is_killed_when_the_stage_fails(layout, cli, tiny_clip, tm
     assert lines[1].startswith("error: task 'compress': stage 'Spawns' failed on frame 3"), lines
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("layout", ["serial", "threads"])
 def test_a_stage_child_is_killed_when_the_run_is_interrupted(
@@ -309,7 +302,7 @@ def test_a_stage_child_is_killed_when_the_run_is_interrupted(
         "run", clip, "--out", tmp_path / "out", "--layout", layout, "--tasks", "compress",
         "--stage", f"compress:{stage}:Spawns:marker={marker},slow=0.2", "--no-progress",
     )  # fmt: skip
-    _wait_for(marker, proc)
+    wait_for_file(marker, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 143, stderr
@@ -365,7 +358,7 @@ def test_sigterm_to_one_worker_fails_the_run_naming_that_worker(
         "--start-method", start,
         "--stage", f"compress:{stage}:Spawns:marker={marker},slow=0.1", "--no-progress",
     )  # fmt: skip
-    _wait_for(marker, proc)  # a stage is set up: its worker is at work
+    wait_for_file(marker, proc)  # a stage is set up: its worker is at work
     worker = _a_worker(cli.tag, proc.pid, proc)
     worker.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -388,7 +381,7 @@ def test_sigterm_to_a_pool_worker_still_names_the_pool_worker(cli, make_clip, tm
         "--tasks", "compress",
         "--stage", f"compress:{stage}:Spawns:marker={marker},slow=0.1", "--no-progress",
     )  # fmt: skip
-    _wait_for(marker, proc)
+    wait_for_file(marker, proc)
     task_process = _a_worker(cli.tag, proc.pid, proc)
     _a_worker(cli.tag, task_process.pid, proc).send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -416,7 +409,7 @@ def test_sigterm_to_vidpipe_itself_is_still_an_interruption(
         "--tasks", "compress",
         "--stage", f"compress:{stage}:Spawns:marker={marker},slow=0.1", "--no-progress",
     )  # fmt: skip
-    _wait_for(marker, proc)
+    wait_for_file(marker, proc)
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 143, stderr
